@@ -1,0 +1,61 @@
+"""What an agent plug-in offers the generic actor and learner services.
+
+An agent is two halves that meet only through named weights:
+
+* a ``Policy`` (actor side): batched inference for N environments, returning
+  actions and whatever the learner needs recorded (behaviour logits);
+* an ``Updater`` (learner side): one gradient step on a time-major batch, and
+  the weights to publish.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, Protocol
+
+import numpy as np
+
+from herd.envs.registry import EnvInfo  # re-exported: what an agent builds its network from
+
+__all__ = ["EnvInfo", "Policy", "PolicyOutput", "Updater"]
+
+
+@dataclasses.dataclass
+class PolicyOutput:
+    """One batched acting step: actions ``[N]`` and extras to record ``name -> [N, ...]``."""
+
+    action: np.ndarray
+    extras: dict[str, np.ndarray]
+
+
+class Policy(Protocol):
+    """The acting half of an agent (lives in the actor)."""
+
+    version: int
+
+    def initial_state(self, batch_size: int) -> tuple[np.ndarray, ...]:
+        """Recurrent core state for ``batch_size`` fresh environments (empty without a core)."""
+
+    def step(
+        self, observation: np.ndarray, first: np.ndarray, state: tuple[np.ndarray, ...]
+    ) -> tuple[PolicyOutput, tuple[np.ndarray, ...]]:
+        """Acts on ``[N, ...]`` observations; ``first`` [N] marks episode starts."""
+
+    def load(self, version: int, weights: Mapping[str, np.ndarray]) -> None:
+        """Switches to published weights."""
+
+
+class Updater(Protocol):
+    """The learning half of an agent (lives in the learner)."""
+
+    def update(self, batch: Mapping[str, np.ndarray]) -> dict[str, float]:
+        """One gradient step on a ``[T + 1, B, ...]`` batch; returns scalar metrics."""
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """The weights actors need, as numpy arrays."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume (model, optimizer, schedule), ``torch.save``-able."""
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restores what ``state_dict`` returned."""

@@ -1,0 +1,86 @@
+"""IMPALA hyper-parameters: one frozen dataclass, validated on construction.
+
+The defaults are the paper's (Espeholt et al. 2018, arXiv 1802.01561; DESIGN.md §7).
+``classic_control()`` holds our own defaults for small vector-observation tasks
+such as CartPole, tuned on the 2-core development machine (see README).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import field
+from typing import Literal, Optional
+
+
+def _f(default, help: str):  # noqa: A002 - "help" reads best at the call sites
+    return field(default=default, metadata={"help": help})
+
+
+@dataclasses.dataclass(frozen=True)
+class ImpalaConfig:
+    """Everything the IMPALA actor policy and learner update need to know."""
+
+    unroll_length: int = _f(20, "environment steps per unroll (T); unrolls hold T+1 steps, overlapping by one")
+    batch_size: int = _f(32, "unrolls per learner batch (B)")
+    discount: float = _f(0.99, "discount factor gamma")
+    learning_rate: float = _f(6e-4, "initial learning rate")
+    lr_schedule: Literal["linear", "constant"] = _f("linear", "linear decay to 0 over the run's env steps, or constant")
+    optimizer: Literal["rmsprop", "adam"] = _f("rmsprop", "optimizer (the paper uses RMSProp)")
+    rmsprop_alpha: float = _f(0.99, "RMSProp decay")
+    rmsprop_momentum: float = _f(0.0, "RMSProp momentum")
+    epsilon: float = _f(0.01, "optimizer epsilon (RMSProp 0.01 in the paper; the loss is summed, not averaged)")
+    max_grad_norm: float = _f(40.0, "global-norm gradient clipping threshold")
+    entropy_cost: float = _f(0.01, "weight of the entropy bonus")
+    baseline_cost: float = _f(0.5, "weight of the value (baseline) loss")
+    clip_rho_threshold: float = _f(1.0, "V-trace rho-bar (truncation of the importance weights in the TD terms)")
+    clip_pg_rho_threshold: float = _f(1.0, "rho-bar of the policy-gradient advantages")
+    lambda_: float = _f(1.0, "V-trace lambda (c_i = lambda * min(1, rho_i))")
+    reward_clip: Optional[float] = _f(None, "clip rewards to [-x, x] (1.0 on Atari); none to disable")
+    torso: Literal["mlp", "shallow", "deep"] = _f("deep", "network torso: mlp (vectors), shallow or deep (ResNet) for images")
+    hidden_sizes: tuple[int, ...] = _f((256,), "hidden layer sizes of the mlp torso")
+    use_lstm: bool = _f(False, "add an LSTM core (its state resets at episode starts)")
+    lstm_size: int = _f(256, "LSTM hidden size")
+    publish_every: int = _f(1, "learner steps between parameter publishes")
+    pull_every: int = _f(1, "actor unrolls between parameter pulls")
+
+    def __post_init__(self) -> None:
+        positive_ints = ("unroll_length", "batch_size", "lstm_size", "publish_every", "pull_every")
+        for name in positive_ints:
+            if getattr(self, name) < 1:
+                raise ValueError(f"agent.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.discount <= 1.0:
+            raise ValueError(f"agent.discount must be in [0, 1], got {self.discount}")
+        if not 0.0 <= self.lambda_ <= 1.0:
+            raise ValueError(f"agent.lambda_ must be in [0, 1], got {self.lambda_}")
+        for name in ("learning_rate", "epsilon", "max_grad_norm", "clip_rho_threshold", "clip_pg_rho_threshold"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"agent.{name} must be > 0, got {getattr(self, name)}")
+        for name in ("entropy_cost", "baseline_cost", "rmsprop_momentum"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"agent.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 < self.rmsprop_alpha < 1.0:
+            raise ValueError(f"agent.rmsprop_alpha must be in (0, 1), got {self.rmsprop_alpha}")
+        if self.reward_clip is not None and self.reward_clip <= 0:
+            raise ValueError(f"agent.reward_clip must be > 0 or none, got {self.reward_clip}")
+        if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
+            raise ValueError(f"agent.hidden_sizes must be positive sizes, got {self.hidden_sizes}")
+
+    @classmethod
+    def atari(cls, **overrides) -> "ImpalaConfig":
+        """The paper's Atari setting: deep ResNet torso, rewards clipped to [-1, 1]."""
+        return cls(**{"torso": "deep", "reward_clip": 1.0, **overrides})
+
+    @classmethod
+    def classic_control(cls, **overrides) -> "ImpalaConfig":
+        """Our defaults for small vector-observation tasks (CartPole, Acrobot, ...)."""
+        defaults = dict(
+            torso="mlp",
+            hidden_sizes=(64, 64),
+            unroll_length=20,
+            batch_size=16,
+            learning_rate=1e-3,
+            optimizer="adam",
+            epsilon=1e-8,
+            entropy_cost=0.01,
+        )
+        return cls(**{**defaults, **overrides})
