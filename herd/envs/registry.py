@@ -1,0 +1,175 @@
+"""Environments by name: the one place a config string becomes a ``dm_env.Environment``.
+
+Data flow: the run config names the task (``env: gym:CartPole-v1``); actors call
+:func:`make_env` (or ``batched.make_batched_env``) with it, and the learner calls
+:func:`env_spec` to size its network without stepping anything.
+
+Names are ``<scheme>:<target>``:
+
+* ``gym:<id>`` — any registered Gymnasium id (``gym:CartPole-v1``, ``gym:ALE/Pong-v5``, or
+  ``gym:module:Id-v0`` to import ``module`` first); ``kwargs`` go to ``gymnasium.make``.
+* ``dmenv:package.module:factory`` — imports the module and calls ``factory(**kwargs)``
+  (plus ``seed=seed`` when the factory takes a ``seed`` argument); it must return a
+  ``dm_env.Environment``.
+* ``fake:<preset>`` — the deterministic test env of ``herd/testing/fake_env.py``.
+
+Only discrete action spaces are supported by the actor for now: :func:`env_spec` raises a
+``ValueError`` for continuous (``Box``) actions, e.g. ``gym:Pendulum-v1``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+import inspect
+from typing import Any
+
+import dm_env
+import numpy as np
+from dm_env import specs
+
+from herd.envs.wrappers import SinglePrecision
+
+SCHEMES = ("gym", "dmenv", "fake")
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvName:
+    """A parsed environment name: ``scheme`` (one of :data:`SCHEMES`) and ``target``."""
+
+    scheme: str
+    target: str
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvInfo:
+    """What the agent needs to know about a task to build its network."""
+
+    observation_shape: tuple[int, ...]
+    observation_dtype: np.dtype
+    num_actions: int
+    task: str  # the environment name it was read from
+
+    def __post_init__(self) -> None:
+        # Normalized so that EnvInfo((4,), "float32", ...) == EnvInfo([4], np.float32, ...).
+        object.__setattr__(self, "observation_shape", tuple(self.observation_shape))
+        object.__setattr__(self, "observation_dtype", np.dtype(self.observation_dtype))
+        if self.num_actions < 1:
+            raise ValueError(f"num_actions must be >= 1, got {self.num_actions}")
+
+
+def _allowed() -> str:
+    return ", ".join(f"'{s}:'" for s in SCHEMES)
+
+
+def _check_gym_id(gym_id: str) -> None:
+    """Raises ``ValueError`` (with close matches) unless ``gym_id`` is registered."""
+    import gymnasium as gym
+
+    env_id = gym_id
+    if ":" in gym_id:  # "module:Id-v0", as gymnasium.make accepts: import module to register
+        module, env_id = gym_id.split(":", 1)
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise ValueError(f"gym id {gym_id!r}: cannot import module {module!r}: {e}") from e
+    if env_id in gym.registry:
+        return
+    close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=5, cutoff=0.6)
+    hint = f"; close matches: {', '.join(close)}" if close else ""
+    raise ValueError(f"unknown Gymnasium id {env_id!r}{hint}")
+
+
+def parse_env_name(name: str) -> EnvName:
+    """Parses and validates ``<scheme>:<target>`` (gym ids and fake presets are checked)."""
+    scheme, sep, target = name.partition(":")
+    if not sep:
+        raise ValueError(
+            f"environment name {name!r} has no scheme; expected one of {_allowed()} "
+            f"(e.g. 'gym:CartPole-v1')"
+        )
+    if scheme not in SCHEMES:
+        raise ValueError(
+            f"unknown environment scheme {scheme!r} in {name!r}; allowed schemes: {_allowed()}"
+        )
+    if not target:
+        raise ValueError(f"environment name {name!r} has an empty target after {scheme!r}:")
+    if scheme == "gym":
+        _check_gym_id(target)
+    elif scheme == "dmenv":
+        module, sep, factory = target.rpartition(":")
+        if not sep or not module or not factory.isidentifier():
+            raise ValueError(
+                f"dmenv name {name!r} must look like 'dmenv:package.module:factory'"
+            )
+    else:
+        from herd.testing.fake_env import FAKE_ENVS
+
+        if target not in FAKE_ENVS:
+            raise ValueError(f"unknown fake env {target!r}; known: {sorted(FAKE_ENVS)}")
+    return EnvName(scheme, target)
+
+
+def _accepts_seed(factory: Any) -> bool:
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "seed" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def make_raw_env(name: str, seed: int, **kwargs: Any) -> dm_env.Environment:
+    """Builds the environment ``name`` seeded with ``seed``, without wrappers."""
+    parsed = parse_env_name(name)
+    if parsed.scheme == "gym":
+        import gymnasium as gym
+
+        from herd.envs.gym_adapter import GymEnv
+
+        return GymEnv(gym.make(parsed.target, **kwargs), seed=seed)
+    if parsed.scheme == "fake":
+        from herd.testing.fake_env import make_fake_env
+
+        return make_fake_env(parsed.target, seed, **kwargs)
+    module_name, _, factory_name = parsed.target.rpartition(":")
+    module = importlib.import_module(module_name)
+    factory = getattr(module, factory_name, None)
+    if factory is None or not callable(factory):
+        raise ValueError(f"{name!r}: module {module_name!r} has no callable {factory_name!r}")
+    env = factory(seed=seed, **kwargs) if _accepts_seed(factory) else factory(**kwargs)
+    if not isinstance(env, dm_env.Environment):
+        raise TypeError(
+            f"{name!r}: factory returned {type(env).__name__}, not a dm_env.Environment"
+        )
+    return env
+
+
+def make_env(name: str, seed: int, **kwargs: Any) -> dm_env.Environment:
+    """Builds the environment ``name`` seeded with ``seed``, cast to single precision."""
+    return SinglePrecision(make_raw_env(name, seed, **kwargs))
+
+
+def info_from_specs(name: str, observation_spec: Any, action_spec: Any) -> EnvInfo:
+    """:class:`EnvInfo` from ``dm_env`` specs; ``ValueError`` unless actions are discrete."""
+    if not isinstance(action_spec, specs.DiscreteArray):
+        raise ValueError(
+            f"{name!r}: only discrete action spaces are supported, got action spec {action_spec!r}"
+        )
+    if not isinstance(observation_spec, specs.Array):
+        raise ValueError(f"{name!r}: only single-array observations are supported")
+    return EnvInfo(
+        observation_shape=tuple(observation_spec.shape),
+        observation_dtype=np.dtype(observation_spec.dtype),
+        num_actions=int(action_spec.num_values),
+        task=name,
+    )
+
+
+def env_spec(name: str, **kwargs: Any) -> EnvInfo:
+    """Builds one environment (seed 0) to read its shapes; the environment is closed after."""
+    env = make_env(name, seed=0, **kwargs)
+    try:
+        return info_from_specs(name, env.observation_spec(), env.action_spec())
+    finally:
+        env.close()
