@@ -1,0 +1,136 @@
+"""The one place gRPC channels and server options are configured (STYLE.md 6).
+
+Where it sits: every client (``*/client.py``) opens its channel with :func:`make_channel` (or
+:func:`make_aio_channel`), and every server is built with :func:`server_options`, so both
+ends agree on message-size limits and keepalive.
+
+- Message size: :data:`DEFAULT_MAX_MESSAGE_BYTES` = 64 MiB each way (gRPC's default receive
+  limit is 4 MiB). A sampled batch must fit in one message; parameters are streamed in chunks
+  and never need more than one chunk per message.
+- Keepalive: clients ping an idle connection every 30 s and drop it after 10 s without an
+  answer, so a dead server is noticed on long Sample / Subscribe streams; servers accept those
+  pings (their default would answer with GOAWAY ``too_many_pings``) and ping clients every 60 s.
+- Retries: a call that fails with ``UNAVAILABLE`` before any response arrived (server
+  restarting, connection refused) is retried up to 4 attempts with exponential backoff.
+  Deadlines are still set per call by the caller: every RPC has one.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+import grpc
+
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+"""Largest message sent or received: 64 MiB (above gRPC's 4 MiB default, below its 2 GiB cap)."""
+
+ChannelOptions = list[tuple[str, Any]]
+
+RETRY_SERVICE_CONFIG: dict[str, Any] = {
+    "methodConfig": [
+        {
+            "name": [{}],  # every method of every service
+            "retryPolicy": {
+                "maxAttempts": 4,
+                "initialBackoff": "0.1s",
+                "maxBackoff": "2s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ]
+}
+
+
+def channel_options(
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    *,
+    keepalive_time_ms: int = 30_000,
+    keepalive_timeout_ms: int = 10_000,
+    retry: bool = True,
+    options: Sequence[tuple[str, Any]] = (),
+) -> ChannelOptions:
+    """The client channel arguments; ``options`` are appended and win over the defaults."""
+    base: ChannelOptions = [
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.keepalive_time_ms", keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.enable_retries", 1 if retry else 0),
+    ]
+    if retry:
+        base.append(("grpc.service_config", json.dumps(RETRY_SERVICE_CONFIG)))
+    overridden = {key for key, _ in options}
+    return [(k, v) for k, v in base if k not in overridden] + list(options)
+
+
+def make_channel(
+    address: str,
+    *,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    keepalive_time_ms: int = 30_000,
+    keepalive_timeout_ms: int = 10_000,
+    retry: bool = True,
+    options: Sequence[tuple[str, Any]] = (),
+    credentials: grpc.ChannelCredentials | None = None,
+) -> grpc.Channel:
+    """An insecure (or, with ``credentials``, secure) channel to ``address`` (``host:port``)."""
+    opts = channel_options(
+        max_message_bytes,
+        keepalive_time_ms=keepalive_time_ms,
+        keepalive_timeout_ms=keepalive_timeout_ms,
+        retry=retry,
+        options=options,
+    )
+    if credentials is not None:
+        return grpc.secure_channel(address, credentials, options=opts)
+    return grpc.insecure_channel(address, options=opts)
+
+
+def make_aio_channel(
+    address: str,
+    *,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    keepalive_time_ms: int = 30_000,
+    keepalive_timeout_ms: int = 10_000,
+    retry: bool = True,
+    options: Sequence[tuple[str, Any]] = (),
+    credentials: grpc.ChannelCredentials | None = None,
+) -> grpc.aio.Channel:
+    """Like :func:`make_channel`, for ``grpc.aio`` clients (call inside a running event loop)."""
+    opts = channel_options(
+        max_message_bytes,
+        keepalive_time_ms=keepalive_time_ms,
+        keepalive_timeout_ms=keepalive_timeout_ms,
+        retry=retry,
+        options=options,
+    )
+    if credentials is not None:
+        return grpc.aio.secure_channel(address, credentials, options=opts)
+    return grpc.aio.insecure_channel(address, options=opts)
+
+
+def server_options(
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    *,
+    options: Sequence[tuple[str, Any]] = (),
+) -> ChannelOptions:
+    """Arguments for ``grpc.server(..., options=server_options())`` / ``grpc.aio.server``.
+
+    Matches :func:`channel_options`: same size limits, and accepts client keepalive pings
+    down to every 10 s even without active calls.
+    """
+    base: ChannelOptions = [
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.keepalive_timeout_ms", 20_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+    overridden = {key for key, _ in options}
+    return [(k, v) for k, v in base if k not in overridden] + list(options)
