@@ -37,10 +37,12 @@ class TrajectoryWriter(Protocol):
     def insert(
         self,
         items: Mapping[str, np.ndarray],
-        priorities: Optional[Sequence[float]] = None,
+        priorities: Optional[Sequence[float] | np.ndarray] = None,
         timeout: Optional[float] = None,
-    ) -> None:
-        """Inserts ``N`` items given stacked as ``[T, N, ...]`` arrays (blocks while rate limited)."""
+    ) -> Sequence[int]:
+        """Inserts ``N`` items given stacked as ``[T, N, ...]`` arrays (blocks while rate limited).
+
+        Returns the ``N`` keys once the items are stored (the acknowledgement)."""
 
 
 class BatchSource(Protocol):
@@ -49,7 +51,7 @@ class BatchSource(Protocol):
     def sample(self, batch_size: int, timeout: Optional[float] = None) -> SampledBatch:
         """Returns ``batch_size`` items stacked ``[T, B, ...]`` (blocks while rate limited)."""
 
-    def update_priorities(self, keys: Sequence[int], priorities: Sequence[float]) -> None:
+    def update_priorities(self, keys: Sequence[int], priorities: Sequence[float] | np.ndarray) -> None:
         """Sets new priorities for the items with these keys (unknown keys are ignored)."""
 
 

@@ -72,15 +72,20 @@ class ImpalaConfig:
 
     @classmethod
     def classic_control(cls, **overrides) -> "ImpalaConfig":
-        """Our defaults for small vector-observation tasks (CartPole, Acrobot, ...)."""
+        """Our defaults for small vector-observation tasks (CartPole, Acrobot, ...).
+
+        Chosen by a sweep on CartPole-v1 (README, "Measured results"): more, smaller
+        updates than the paper (B=8, 160 frames each) with Adam, and a 10x smaller
+        entropy bonus, which stopped the late-run policy collapses we saw at 0.01.
+        """
         defaults = dict(
             torso="mlp",
             hidden_sizes=(64, 64),
             unroll_length=20,
-            batch_size=16,
-            learning_rate=1e-3,
+            batch_size=8,
+            learning_rate=3e-3,
             optimizer="adam",
             epsilon=1e-8,
-            entropy_cost=0.01,
+            entropy_cost=0.001,
         )
         return cls(**{**defaults, **overrides})

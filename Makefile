@@ -1,0 +1,30 @@
+# The two commands of the README: `make run` (train on a local cluster) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.herd-setup
+
+.PHONY: setup run test test-fast test-slow protos bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt scripts/setup.sh
+	bash scripts/setup.sh
+	touch $(STAMP)
+
+## The main job: IMPALA on CartPole-v1 with the embedded defaults.
+run: setup
+	$(VENV)/bin/herd train --env gym:CartPole-v1 --actors 2 --steps 500000 --seed 1
+
+## The whole suite: fast unit tests first, then integration and learning smoke tests.
+test: setup
+	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m slow
+
+protos: setup
+	$(PY) scripts/gen_protos.py
+
+bench: setup
+	$(PY) benchmarks/train_throughput.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

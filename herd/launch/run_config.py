@@ -1,0 +1,88 @@
+"""The run configuration shared by ``herd train`` and ``herd up``.
+
+Built once at the entry point from (in increasing precedence) the defaults, a
+YAML file, CLI flags and ``key=value`` overrides. The agent's section starts from
+a preset chosen by the observation shape (``agent_preset: auto``): images get
+the paper's Atari setting, vectors our classic-control defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import field
+from typing import Any, Literal, Mapping, Optional
+
+from herd import config as hc
+from herd.agents.impala.config import ImpalaConfig
+from herd.envs.registry import EnvInfo, env_spec
+
+
+def _f(default, help: str):  # noqa: A002
+    return field(default=default, metadata={"help": help})
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """One training run."""
+
+    env: str = _f("gym:CartPole-v1", "environment name: gym:<id>, dmenv:<module>:<factory> or fake:<name>")
+    steps: int = _f(500_000, "environment steps to train for")
+    seed: int = _f(1, "random seed of the run (environments, network init, action sampling)")
+    actors: int = _f(2, "number of actors")
+    envs_per_actor: int = _f(16, "environments per actor (one batched inference call steps them all)")
+    vectorized_env: Optional[bool] = _f(None, "use Gymnasium's native vectorized env (none = when the id has one)")
+    agent_preset: Literal["auto", "paper", "atari", "classic_control"] = _f(
+        "auto", "starting point of the agent section: auto picks atari for images, classic_control for vectors"
+    )
+    agent: ImpalaConfig = _f(ImpalaConfig(), "IMPALA hyper-parameters (see herd/agents/impala/config.py)")
+    queue_size: int = _f(0, "capacity of the replay queue in unrolls (0 = batch_size + actors * envs_per_actor)")
+    checkpoint_every: int = _f(500, "learner steps between checkpoints")
+    torch_threads: int = _f(1, "intra-op threads of torch in each process")
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "actors", "envs_per_actor", "checkpoint_every", "torch_threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.queue_size < 0:
+            raise ValueError(f"queue_size must be >= 0, got {self.queue_size}")
+
+    @property
+    def replay_queue_size(self) -> int:
+        if self.queue_size:
+            return self.queue_size
+        return self.agent.batch_size + self.actors * self.envs_per_actor
+
+
+def preset(name: str, info: EnvInfo) -> ImpalaConfig:
+    """The agent defaults a preset names; ``auto`` decides by observation rank."""
+    if name == "auto":
+        name = "atari" if len(info.observation_shape) == 3 else "classic_control"
+    if name == "atari":
+        return ImpalaConfig.atari()
+    if name == "classic_control":
+        return ImpalaConfig.classic_control()
+    return ImpalaConfig()
+
+
+def load_run_config(
+    file: Optional[str] = None,
+    flags: Optional[Mapping[str, Any]] = None,
+    overrides: Optional[Mapping[str, Any]] = None,
+    info: Optional[EnvInfo] = None,
+) -> tuple[RunConfig, EnvInfo]:
+    """Resolves the run config; raises ``ConfigError`` naming any bad key."""
+    raw: dict[str, Any] = hc.load_yaml(file) if file else {}
+    raw = hc.merge(raw, {k: v for k, v in (flags or {}).items() if v is not None})
+    raw = hc.merge(raw, overrides or {})
+    agent_raw = raw.pop("agent", {}) or {}
+    if not isinstance(agent_raw, Mapping):
+        raise hc.ConfigError("config key 'agent' must be a mapping of agent fields")
+    run = hc.build(RunConfig, raw)
+    if info is None:
+        try:
+            info = env_spec(run.env)
+        except (ValueError, ImportError) as e:
+            raise hc.ConfigError(f"config key 'env': {e}") from e
+    base = hc.to_dict(preset(run.agent_preset, info))
+    agent = hc.build(ImpalaConfig, hc.merge(base, agent_raw), prefix="agent.")
+    return dataclasses.replace(run, agent=agent), info

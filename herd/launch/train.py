@@ -1,0 +1,149 @@
+"""``herd train``: the whole IMPALA system in one process, deterministic for a seed.
+
+The same classes the services wrap — ``Actor`` (actor_service), ``Table``
+(replay_service), ``ParameterStore`` (param_server), ``Learner``
+(learner_service) — wired in-process and stepped in one thread: every actor
+writes one unroll per environment, then the learner consumes every full batch
+the queue holds. Acting and learning alternate, so a run is reproducible from
+its seed, and the policy lag is at most one version.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Optional
+
+import torch
+
+from actor_service.loop import Actor
+from herd import config as hc
+from herd.agents.impala.agent import ImpalaPolicy, ImpalaUpdater
+from herd.envs.batched import make_batched_env
+from herd.envs.registry import EnvInfo
+from herd.launch.run_config import RunConfig
+from herd.telemetry.progress import Progress
+from herd.telemetry.run_dir import RunRecorder
+from herd.types import EpisodeRecord
+from learner_service.learner import Learner, latest_checkpoint
+from param_server.store import ParameterStore
+from replay_service.config import TableConfig, make_table
+
+
+def env_seed(run_seed: int, actor_index: int, envs_per_actor: int) -> int:
+    """Seed of an actor's first environment; environment i of it gets this + i."""
+    return run_seed * 1_000_003 + actor_index * envs_per_actor
+
+
+def train(
+    config: RunConfig,
+    info: EnvInfo,
+    run_dir: str,
+    *,
+    progress: bool = True,
+    tensorboard: bool = True,
+) -> dict[str, Any]:
+    """Trains until ``config.steps`` environment steps; returns the summary it writes."""
+    torch.set_num_threads(config.torch_threads)
+    cfg = config.agent
+    recorder = RunRecorder(run_dir, hc.to_dict(config), tensorboard=tensorboard)
+    store = ParameterStore()
+    table = make_table(TableConfig.queue("trajectories", size=config.replay_queue_size), seed=config.seed)
+    updater = ImpalaUpdater(cfg, info, total_env_steps=config.steps, seed=config.seed)
+    learner = Learner(
+        updater, table, store, cfg.batch_size, publish_every=cfg.publish_every, sample_timeout=0
+    )
+    env_steps = 0
+    resumed = latest_checkpoint(recorder.checkpoint_dir)
+    if resumed:
+        extra = learner.restore(resumed)
+        env_steps = int(extra.get("env_steps", 0))
+    learner.publish()
+
+    actors = []
+    counted = [0] * config.actors  # env steps of each actor already added to env_steps
+
+    def on_episode(record: EpisodeRecord) -> None:
+        # Actors report their own step count; the run's count is the sum over actors.
+        index = int(record.actor_id.rsplit("-", 1)[1])
+        now = env_steps + actors[index].stats.env_steps - counted[index]
+        recorder.episode(
+            EpisodeRecord(now, record.episode_return, record.episode_length, record.task, record.actor_id)
+        )
+
+    for i in range(config.actors):
+        seed = env_seed(config.seed, i, config.envs_per_actor)
+        env = make_batched_env(config.env, config.envs_per_actor, seed, vectorized=config.vectorized_env)
+        actors.append(
+            Actor(
+                env,
+                ImpalaPolicy(cfg, info, seed=seed),
+                table,
+                store,
+                cfg.unroll_length,
+                actor_id=f"actor-{i}",
+                task=info.task,
+                pull_every=cfg.pull_every,
+                on_episode=on_episode,
+            )
+        )
+
+    display = Progress(config.steps, enabled=progress)
+    start = time.monotonic()
+    start_steps = env_steps
+    last_checkpoint = learner.stats.steps
+    while env_steps < config.steps:
+        for i, actor in enumerate(actors):
+            actor.run_unroll()
+            env_steps += actor.stats.env_steps - counted[i]
+            counted[i] = actor.stats.env_steps
+        while table.info().size >= cfg.batch_size:
+            metrics = learner.step()
+            if learner.stats.steps % 10 == 0:
+                recorder.scalars("learner", metrics, env_steps)
+            if learner.stats.steps - last_checkpoint >= config.checkpoint_every:
+                learner.save_checkpoint(recorder.checkpoint_dir, {"env_steps": env_steps})
+                prune_checkpoints(recorder.checkpoint_dir, keep=3)
+                last_checkpoint = learner.stats.steps
+        display.update(env_steps, learner.stats.steps, recorder.mean_return())
+    wall = time.monotonic() - start
+    display.update(env_steps, learner.stats.steps, recorder.mean_return(), force=True)
+    display.close()
+    learner.save_checkpoint(recorder.checkpoint_dir, {"env_steps": env_steps})
+    prune_checkpoints(recorder.checkpoint_dir, keep=3)
+    table.close()
+
+    timing = {
+        "inference_seconds": sum(a.stats.inference_seconds for a in actors),
+        "env_seconds": sum(a.stats.env_seconds for a in actors),
+        "learner_update_seconds": learner.stats.update_seconds,
+    }
+    return recorder.finish(
+        {
+            "mode": "train",
+            "env": config.env,
+            "seed": config.seed,
+            "env_steps": env_steps,
+            "learner_steps": learner.stats.steps,
+            "wall_seconds": round(wall, 3),
+            "env_steps_per_second": round((env_steps - start_steps) / max(wall, 1e-9), 1),
+            "param_version": learner.published_version,
+            "timing": {k: round(v, 3) for k, v in timing.items()},
+        }
+    )
+
+
+def prune_checkpoints(directory: str, keep: int) -> None:
+    """Deletes all but the newest ``keep`` checkpoints."""
+    names = sorted(n for n in os.listdir(directory) if n.startswith("ckpt-") and n.endswith(".pt"))
+    for name in names[:-keep]:
+        os.unlink(os.path.join(directory, name))
+
+
+def run_from_cli(config: RunConfig, info: EnvInfo, run_dir: Optional[str]) -> dict[str, Any]:
+    """Default run dir: ``runs/<env>-seed<seed>-<time>``."""
+    if not run_dir:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        safe = config.env.replace(":", "-").replace("/", "-")
+        run_dir = os.path.join("runs", f"{safe}-seed{config.seed}-{stamp}")
+    return train(config, info, run_dir)

@@ -1,0 +1,120 @@
+"""Everything a run leaves in its run directory.
+
+``config.yaml`` (the resolved config), ``episodes.csv`` (one row per finished
+episode), ``tb/`` (TensorBoard event log), ``checkpoints/``, and at the end
+``learning_curve.png`` and ``summary.json``. ``herd train`` and ``herd up`` write
+the same files through this class.
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import json
+import os
+import time
+from typing import Any, Mapping, Optional
+
+import yaml
+
+from herd.types import EpisodeRecord
+
+EPISODE_COLUMNS = ("env_steps", "episode_return", "episode_length", "task")
+
+
+class RunRecorder:
+    """Writes a run's outputs; cheap enough to call once per episode and learner step."""
+
+    def __init__(self, run_dir: str, config: Mapping[str, Any], *, tensorboard: bool = True) -> None:
+        self.run_dir = run_dir
+        os.makedirs(run_dir, exist_ok=True)
+        self.checkpoint_dir = os.path.join(run_dir, "checkpoints")
+        with open(os.path.join(run_dir, "config.yaml"), "w") as f:
+            yaml.safe_dump(dict(config), f, sort_keys=False)
+        path = os.path.join(run_dir, "episodes.csv")
+        fresh = not os.path.exists(path) or os.path.getsize(path) == 0
+        self._episodes_file = open(path, "a", newline="")
+        self._episodes = csv.writer(self._episodes_file)
+        if fresh:
+            self._episodes.writerow(EPISODE_COLUMNS)
+        self.returns: collections.deque[float] = collections.deque(maxlen=100)
+        self.curve: list[tuple[int, float]] = []  # (env_steps, return) of every episode
+        self.episodes = 0
+        self._writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter  # heavy import, only when used
+
+            self._writer = SummaryWriter(os.path.join(run_dir, "tb"))
+        self._last_flush = time.monotonic()
+
+    # -- streams ------------------------------------------------------------------------
+
+    def episode(self, record: EpisodeRecord) -> None:
+        self._episodes.writerow(
+            (record.env_steps, f"{record.episode_return:.6g}", record.episode_length, record.task)
+        )
+        self.returns.append(record.episode_return)
+        self.curve.append((record.env_steps, record.episode_return))
+        self.episodes += 1
+        if self._writer is not None:
+            self._writer.add_scalar("episode/return", record.episode_return, record.env_steps)
+            self._writer.add_scalar("episode/length", record.episode_length, record.env_steps)
+        self._maybe_flush()
+
+    def scalars(self, prefix: str, values: Mapping[str, float], env_steps: int) -> None:
+        if self._writer is not None:
+            for name, value in values.items():
+                self._writer.add_scalar(f"{prefix}/{name}", value, env_steps)
+
+    def mean_return(self) -> Optional[float]:
+        return sum(self.returns) / len(self.returns) if self.returns else None
+
+    def _maybe_flush(self) -> None:
+        now = time.monotonic()
+        if now - self._last_flush > 5.0:
+            self._episodes_file.flush()
+            self._last_flush = now
+
+    # -- the end ------------------------------------------------------------------------
+
+    def finish(self, summary: Mapping[str, Any]) -> dict[str, Any]:
+        """Writes ``summary.json`` and ``learning_curve.png``; closes the streams."""
+        full = dict(summary)
+        full.setdefault("episodes", self.episodes)
+        full.setdefault("mean_episode_return_last_100", self.mean_return())
+        with open(os.path.join(self.run_dir, "summary.json"), "w") as f:
+            json.dump(full, f, indent=2, sort_keys=True)
+            f.write("\n")
+        self._episodes_file.close()
+        if self._writer is not None:
+            self._writer.close()
+        plot_learning_curve(self.curve, os.path.join(self.run_dir, "learning_curve.png"), full)
+        return full
+
+
+def plot_learning_curve(curve: list[tuple[int, float]], path: str, summary: Mapping[str, Any]) -> None:
+    """Episode returns against env steps, with the mean of the last 100 episodes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if curve:
+        steps = [s for s, _ in curve]
+        returns = [r for _, r in curve]
+        window: collections.deque[float] = collections.deque(maxlen=100)
+        smooth = []
+        for r in returns:
+            window.append(r)
+            smooth.append(sum(window) / len(window))
+        ax.plot(steps, returns, ".", markersize=2, alpha=0.3, label="episode return")
+        ax.plot(steps, smooth, "-", linewidth=2, label="mean of last 100")
+        ax.legend(loc="lower right")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("episode return")
+    ax.set_title(f"{summary.get('env', '')}  seed {summary.get('seed', '')}")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

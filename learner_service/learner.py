@@ -1,0 +1,131 @@
+"""The learner loop: batches in, gradient steps, weights out, checkpoints to disk.
+
+Where it sits: batches come from a ``BatchSource`` (a replay table or the replay
+client's prefetching sample stream), the agent's ``Updater`` does the gradient
+step, and every ``publish_every`` steps the weights go to a ``VariablePublisher``
+(the parameter store or its client) as version = learner step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import time
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from herd import types as ht
+from herd.agents.base import Updater
+from herd.interfaces import BatchSource, VariablePublisher
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclasses.dataclass
+class LearnerStats:
+    steps: int = 0
+    frames: int = 0
+    batch_wait_seconds: float = 0.0
+    update_seconds: float = 0.0
+    last_metrics: dict = dataclasses.field(default_factory=dict)
+
+
+class Learner:
+    """Runs ``updater`` on batches from ``source`` and publishes its weights."""
+
+    def __init__(
+        self,
+        updater: Updater,
+        source: BatchSource,
+        publisher: VariablePublisher,
+        batch_size: int,
+        *,
+        publish_every: int = 1,
+        param_name: str = "policy",
+        sample_timeout: Optional[float] = None,
+    ) -> None:
+        self.updater = updater
+        self.source = source
+        self.publisher = publisher
+        self.batch_size = batch_size
+        self.publish_every = publish_every
+        self.param_name = param_name
+        self.sample_timeout = sample_timeout
+        self.stats = LearnerStats()
+        self.published_version = -1
+
+    def publish(self) -> None:
+        """Publishes the current weights as version ``stats.steps``."""
+        self.publisher.publish(self.param_name, self.stats.steps, self.updater.weights())
+        self.published_version = self.stats.steps
+
+    def step(self) -> dict[str, float]:
+        """Samples one batch, runs one update, publishes when due; returns the metrics."""
+        t0 = time.perf_counter()
+        batch = self.source.sample(self.batch_size, timeout=self.sample_timeout)
+        t1 = time.perf_counter()
+        metrics = self.updater.update(batch.data)
+        t2 = time.perf_counter()
+        self.stats.steps += 1
+        unroll_plus_one = batch.data[ht.STEP_TYPE].shape[0]
+        self.stats.frames += (unroll_plus_one - 1) * self.batch_size
+        self.stats.batch_wait_seconds += t1 - t0
+        self.stats.update_seconds += t2 - t1
+        if ht.PARAM_VERSION in batch.data:
+            # Policy lag: how many versions behind the learner the acting weights were.
+            lag = self.published_version - np.asarray(batch.data[ht.PARAM_VERSION], np.float64)
+            metrics["policy_lag"] = float(lag.mean())
+        metrics["batch_wait_seconds"] = t1 - t0
+        self.stats.last_metrics = metrics
+        if self.stats.steps % self.publish_every == 0:
+            self.publish()
+        return metrics
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    def checkpoint_state(self, extra: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "updater": self.updater.state_dict(),
+            "steps": self.stats.steps,
+            "frames": self.stats.frames,
+            "extra": dict(extra or {}),
+        }
+
+    def save_checkpoint(self, directory: str, extra: Optional[dict[str, Any]] = None) -> str:
+        """Writes ``ckpt-<step>.pt`` atomically (temp file + rename); returns its path."""
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, f"ckpt-{self.stats.steps:09d}.pt")
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".ckpt-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(self.checkpoint_state(extra), f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return path
+
+    def restore(self, path: str) -> dict[str, Any]:
+        """Loads a checkpoint (tensors and plain containers only: ``weights_only=True``)."""
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"checkpoint {path}: format {state.get('format')!r}, expected {CHECKPOINT_FORMAT}")
+        self.updater.load_state_dict(state["updater"])
+        self.stats.steps = int(state["steps"])
+        self.stats.frames = int(state["frames"])
+        return dict(state.get("extra", {}))
+
+
+def latest_checkpoint(directory: str) -> Optional[str]:
+    """The newest ``ckpt-*.pt`` in ``directory``, or ``None``."""
+    if not os.path.isdir(directory):
+        return None
+    names = sorted(n for n in os.listdir(directory) if n.startswith("ckpt-") and n.endswith(".pt"))
+    return os.path.join(directory, names[-1]) if names else None
