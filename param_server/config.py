@@ -1,0 +1,49 @@
+"""What is tunable in the parameter server (built once at the entry point, then passed down)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import field
+
+from herd.options import CoordOptions, ServerOptions
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+
+def _f(default, help: str):  # noqa: A002
+    return field(default=default, metadata={"help": help})
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamServerConfig:
+    """The parameter server: where it listens, where it persists, how big a model may be."""
+
+    server: ServerOptions = _f(ServerOptions(), "where the gRPC server listens")
+    coord: CoordOptions = _f(CoordOptions(), "Redis registration (empty redis_url = none)")
+    data_dir: str = _f("", "directory holding the latest version of each name (empty = no persistence)")
+    chunk_bytes: int = _f(1 * MiB, "bytes of tensor data per streamed ParamsChunk (Fetch, Subscribe)")
+    max_total_bytes: int = _f(2 * GiB, "largest parameter set accepted; bigger publishes get RESOURCE_EXHAUSTED")
+    max_subscribers: int = _f(16, "open Subscribe streams allowed at once (each holds a server thread); more get RESOURCE_EXHAUSTED")
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.server, ServerOptions):
+            raise ValueError(f"server: expected ServerOptions, got {type(self.server).__name__}")
+        if not isinstance(self.coord, CoordOptions):
+            raise ValueError(f"coord: expected CoordOptions, got {type(self.coord).__name__}")
+        if not isinstance(self.data_dir, str):
+            raise ValueError(f"data_dir: expected a string, got {self.data_dir!r}")
+        # A chunk plus its manifest (the first chunk carries both) must fit in one message.
+        _check_int("chunk_bytes", self.chunk_bytes, 1024, self.server.max_message_bytes // 2)
+        _check_int("max_total_bytes", self.max_total_bytes, 1, 1 << 40)
+        _check_int("max_subscribers", self.max_subscribers, 0, 1024)
+
+    @property
+    def server_threads(self) -> int:
+        """Worker threads of the gRPC server: every subscriber's plus 16 for Publish, Fetch and List."""
+        return self.max_subscribers + 16
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name}: expected an integer in [{low}, {high}], got {value!r}")

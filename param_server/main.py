@@ -1,0 +1,100 @@
+"""How the parameter server starts: ``python -m param_server.main`` (what its container runs).
+
+Reloads the latest persisted version of each name from ``data_dir``, serves
+``herd.v1.ParameterService`` (plus health and reflection), registers its address in
+Redis as ``params`` when a Redis URL is set, and on SIGTERM/SIGINT (or ``stop_event``)
+ends subscriptions, drains, and deregisters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+from typing import Callable, Optional, Sequence
+
+from herd.options import CoordOptions, ServerOptions
+from herd.wire.server import start_server, wait_for_termination
+from param_server.config import MiB, ParamServerConfig
+from param_server.servicer import SERVICE_NAME, ParameterServicer, add_to_server
+
+log = logging.getLogger(__name__)
+
+
+def serve(
+    config: ParamServerConfig,
+    *,
+    stop_event: Optional[threading.Event] = None,
+    on_ready: Optional[Callable[[int], None]] = None,
+) -> None:
+    """Serves until ``stop_event`` is set or SIGTERM/SIGINT arrives; ``on_ready(port)`` once bound."""
+    servicer = ParameterServicer.from_config(config)
+    running = start_server(
+        lambda server: add_to_server(servicer, server),
+        [SERVICE_NAME],
+        host=config.server.host,
+        port=config.server.port,
+        max_message_bytes=config.server.max_message_bytes,
+        max_workers=config.server_threads,
+    )
+    stop = stop_event or threading.Event()
+    # Subscribe streams run until cancelled: end them as soon as the stop is requested, so
+    # the shutdown grace period is not spent waiting for them.
+    threading.Thread(target=lambda: (stop.wait(), servicer.close()), name="params-stop", daemon=True).start()
+    try:
+        registration = _register(config, config.server.address(running.port))
+    except BaseException:  # e.g. Redis unreachable: do not leave a server running
+        running.stop(0)
+        raise
+    log.info("params serving", extra={"port": running.port, "data_dir": config.data_dir,
+                                      "names": len(servicer.store.versions())})
+    if on_ready is not None:
+        on_ready(running.port)
+
+    def deregister() -> None:
+        if registration is not None:
+            registration.close()
+
+    wait_for_termination(running, grace=config.server.grace_seconds, on_stop=deregister, stop_event=stop)
+
+
+def _register(config: ParamServerConfig, address: str) -> object:
+    """Registers ``address`` as the run's ``params`` service (``None`` without Redis)."""
+    if not config.coord.redis_url:
+        return None
+    try:
+        from herd.coord import register_service
+    except ImportError:  # herd.coord not there yet: run without discovery
+        log.warning("herd.coord.register_service unavailable: not registering", extra={"address": address})
+        return None
+    return register_service(config.coord, "params", address)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """``python -m param_server.main --port 0 --data-dir D`` (``herd serve params`` offers more)."""
+    parser = argparse.ArgumentParser(prog="param_server", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 in containers)")
+    parser.add_argument("--port", type=int, default=0, help="gRPC port (0 = any free port)")
+    parser.add_argument("--data-dir", default="", help="persist the latest version of each name here")
+    parser.add_argument("--redis-url", default="", help="Redis URL for registration (empty = none)")
+    parser.add_argument("--run-id", default="default", help="run id of the Redis keys")
+    parser.add_argument("--max-total-mb", type=int, default=2048, help="largest parameter set, MiB")
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    from herd.telemetry.logs import setup_json_logging
+
+    setup_json_logging("param_server", args.log_level)
+    try:
+        config = ParamServerConfig(
+            server=ServerOptions(host=args.host, port=args.port),
+            coord=CoordOptions(redis_url=args.redis_url, run_id=args.run_id),
+            data_dir=args.data_dir,
+            max_total_bytes=args.max_total_mb * MiB,
+        )
+    except ValueError as e:
+        parser.error(str(e))
+    serve(config)
+
+
+if __name__ == "__main__":
+    main()
