@@ -24,6 +24,15 @@ from herd.envs.batched import BatchedEnv, BatchedTimeStep, EpisodeTracker
 from herd.interfaces import TrajectoryWriter, VariableSource
 
 
+def env_seed(run_seed: int, actor_index: int, envs_per_actor: int) -> int:
+    """Seed of an actor's first environment; environment i of it gets ``seed + i``.
+
+    Actors of one run get disjoint seed ranges; runs with different seeds are
+    1,000,003 apart, so they never share a seed unless a run has a million envs.
+    """
+    return run_seed * 1_000_003 + actor_index * envs_per_actor
+
+
 @dataclasses.dataclass
 class ActorStats:
     """Running totals of one actor."""

@@ -40,21 +40,55 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     train = sub.add_parser("train", help="train in one process (actors, replay, learner, params in-process)")
     _add_run_flags(train)
+    up = sub.add_parser("up", help="run a local cluster: Redis, params, replay, learner and actors as processes")
+    _add_run_flags(up)
+    up.add_argument("--redis-url", dest="redis_url", help="use this Redis instead of starting one")
     show = sub.add_parser("config", help="print the resolved config (defaults + file + flags + overrides)")
     _add_run_flags(show)
+    _add_serve_parser(sub)
+    status = sub.add_parser("status", help="services, health and counters of a running cluster")
+    status.add_argument("--run-dir", dest="run_dir", help="run dir of a herd up cluster")
+    status.add_argument("--redis-url", dest="redis_url", default=os.environ.get("HERD_REDIS_URL"))
+    status.add_argument("--run-id", dest="run_id", default=os.environ.get("HERD_RUN_ID"))
+    status.add_argument("--json", action="store_true", help="print JSON")
     return parser
+
+
+SERVE_KINDS = ("replay", "params", "learner", "actor")
+
+
+def _env(name: str, default: Optional[str] = None) -> Optional[str]:
+    """Flags of ``herd serve`` default to ``HERD_<FLAG>`` environment variables (containers)."""
+    return os.environ.get("HERD_" + name.upper().replace("-", "_"), default)
+
+
+def _add_serve_parser(sub: Any) -> None:
+    serve = sub.add_parser(
+        "serve",
+        help="run one service (what a container runs); flags default to HERD_<FLAG> environment variables",
+    )
+    serve.add_argument("kind", choices=SERVE_KINDS, help="which service")
+    serve.add_argument("--config", default=_env("config"), metavar="RUN.yaml", help="the run's config file")
+    serve.add_argument("--host", default=_env("host", "127.0.0.1"), help="bind address (0.0.0.0 in containers)")
+    serve.add_argument("--port", default=_env("port", "0"), help="gRPC port (0 = any free port)")
+    serve.add_argument("--advertise-host", default=_env("advertise_host", ""), help="host name others dial")
+    serve.add_argument("--max-message-mb", default=_env("max_message_mb", "64"), help="largest gRPC message, MiB")
+    serve.add_argument("--redis-url", default=_env("redis_url", ""), help="Redis URL (redis://:password@host:port/db)")
+    serve.add_argument("--run-id", default=_env("run_id", "default"), help="run id (Redis namespace)")
+    serve.add_argument("--id", default=_env("id", ""), help="service id (default <kind>-<host>-<pid>)")
+    serve.add_argument("--replay-address", default=_env("replay_address", ""), help="static replay host:port")
+    serve.add_argument("--params-address", default=_env("params_address", ""), help="static params host:port")
+    serve.add_argument("--checkpoint-dir", default=_env("checkpoint_dir", ""), help="replay/learner checkpoints")
+    serve.add_argument("--data-dir", default=_env("data_dir", ""), help="parameter server persistence")
+    serve.add_argument("--actor-index", default=_env("actor_index", "0"), help="actor index (seeds its envs)")
+    serve.add_argument("--log-level", default=_env("log_level", "info"))
+    serve.add_argument("overrides", nargs="*", metavar="key=value", help="run config overrides")
 
 
 def _resolve(args: argparse.Namespace):
     from herd.launch.run_config import load_run_config
 
-    flags = {
-        "env": args.env,
-        "steps": args.steps,
-        "seed": args.seed,
-        "actors": args.actors,
-        "envs_per_actor": args.envs_per_actor,
-    }
+    flags = {k: getattr(args, k, None) for k in ("env", "steps", "seed", "actors", "envs_per_actor")}
     overrides = hc.parse_overrides(args.overrides)
     return load_run_config(args.config, flags, overrides)
 
@@ -76,6 +110,10 @@ def _check_run_dir(run_dir: Optional[str], resume: bool) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "serve":
+        return _serve(parser, args)
+    if args.command == "status":
+        return _status(parser, args)
     try:
         config, info = _resolve(args)
         if args.command == "config":
@@ -95,8 +133,108 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             summary = run_from_cli(config, info, None)
         print(json.dumps(_short(summary)))
         return 0
+    if args.command == "up":
+        from herd.launch.cluster import up
+
+        run_dir = args.run_dir or _default_run_dir(config, "up")
+        summary = up(config, info, run_dir, redis_url=args.redis_url, progress=not args.quiet, resume=args.resume)
+        print(json.dumps(_short(summary)))
+        return 0
     parser.error(f"unknown command {args.command!r}")
     return 2
+
+
+def _default_run_dir(config: Any, mode: str) -> str:
+    import time
+
+    safe = config.env.replace(":", "-").replace("/", "-")
+    return os.path.join("runs", f"{safe}-{mode}-seed{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def _service_config(args: argparse.Namespace, run: Any) -> Any:
+    """The typed config of the service ``args.kind`` from flags / HERD_* variables."""
+    from herd.options import CoordOptions, ServerOptions
+
+    server = hc.build(
+        ServerOptions,
+        {"host": args.host, "port": args.port, "advertise_host": args.advertise_host,
+         "max_message_mb": args.max_message_mb},
+        prefix="server.",
+    )
+    coord = hc.build(
+        CoordOptions,
+        {"redis_url": args.redis_url, "run_id": args.run_id, "service_id": args.id,
+         "replay_address": args.replay_address, "params_address": args.params_address},
+        prefix="coord.",
+    )
+    if args.kind == "replay":
+        from replay_service.config import ReplayServiceConfig, TableConfig
+
+        return ReplayServiceConfig(
+            server=server, coord=coord, tables=(TableConfig.queue("trajectories", run.replay_queue_size),),
+            checkpoint_dir=args.checkpoint_dir, seed=run.seed,
+        )
+    if args.kind == "params":
+        from param_server.config import ParamServerConfig
+
+        return ParamServerConfig(server=server, coord=coord, data_dir=args.data_dir)
+    if args.kind == "learner":
+        from learner_service.config import LearnerServiceConfig
+
+        return LearnerServiceConfig(
+            server=server, coord=coord, checkpoint_dir=args.checkpoint_dir, checkpoint_every=run.checkpoint_every
+        )
+    from actor_service.config import ActorServiceConfig
+
+    index = hc.build(ActorServiceConfig, {"actor_index": args.actor_index}).actor_index
+    return ActorServiceConfig(server=server, coord=coord, actor_index=index)
+
+
+def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from herd.launch.run_config import load_run_config
+    from herd.telemetry.logs import setup_json_logging
+
+    try:
+        run, info = load_run_config(args.config, None, hc.parse_overrides(args.overrides))
+        service = _service_config(args, run)
+    except (hc.ConfigError, ValueError) as e:
+        parser.error(str(e))
+    setup_json_logging(args.kind, args.log_level)
+    if args.kind == "replay":
+        from replay_service.main import serve as serve_replay
+
+        serve_replay(service)
+    elif args.kind == "params":
+        from param_server.main import serve as serve_params
+
+        serve_params(service)
+    elif args.kind == "learner":
+        from learner_service.main import serve as serve_learner
+
+        serve_learner(service, run, info)
+    else:
+        from actor_service.main import serve as serve_actor
+
+        serve_actor(service, run, info)
+    return 0
+
+
+def _status(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from herd.launch.status import cluster_status, format_table, from_run_dir
+
+    redis_pid = None
+    try:
+        if args.run_dir:
+            redis_url, run_id, redis_pid = from_run_dir(args.run_dir)
+        elif args.redis_url and args.run_id:
+            redis_url, run_id = args.redis_url, args.run_id
+        else:
+            raise ValueError("give --run-dir, or --redis-url and --run-id")
+    except ValueError as e:
+        parser.error(str(e))
+    status = cluster_status(redis_url, run_id, redis_pid)
+    print(json.dumps(status, indent=2) if args.json else format_table(status))
+    return 0
 
 
 def _short(summary: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import dataclasses
 import os
 import tempfile
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -46,6 +46,7 @@ class Learner:
         publish_every: int = 1,
         param_name: str = "policy",
         sample_timeout: Optional[float] = None,
+        may_publish: Optional[Callable[[], bool]] = None,
     ) -> None:
         self.updater = updater
         self.source = source
@@ -54,13 +55,25 @@ class Learner:
         self.publish_every = publish_every
         self.param_name = param_name
         self.sample_timeout = sample_timeout
+        self.may_publish = may_publish
         self.stats = LearnerStats()
         self.published_version = -1
+        self.skipped_publishes = 0
 
-    def publish(self) -> None:
-        """Publishes the current weights as version ``stats.steps``."""
-        self.publisher.publish(self.param_name, self.stats.steps, self.updater.weights())
-        self.published_version = self.stats.steps
+    def publish(self) -> bool:
+        """Publishes the current weights; returns False when ``may_publish`` forbids it.
+
+        The version is the learner step, except that it must always increase: a
+        learner resumed from an older checkpoint than the parameter server's latest
+        version continues from that version + 1 (see ``published_version``).
+        """
+        if self.may_publish is not None and not self.may_publish():
+            self.skipped_publishes += 1
+            return False
+        version = max(self.stats.steps, self.published_version + 1)
+        self.publisher.publish(self.param_name, version, self.updater.weights())
+        self.published_version = version
+        return True
 
     def step(self) -> dict[str, float]:
         """Samples one batch, runs one update, publishes when due; returns the metrics."""
@@ -92,6 +105,7 @@ class Learner:
             "updater": self.updater.state_dict(),
             "steps": self.stats.steps,
             "frames": self.stats.frames,
+            "published_version": self.published_version,
             "extra": dict(extra or {}),
         }
 
@@ -120,6 +134,7 @@ class Learner:
         self.updater.load_state_dict(state["updater"])
         self.stats.steps = int(state["steps"])
         self.stats.frames = int(state["frames"])
+        self.published_version = max(self.published_version, int(state.get("published_version", -1)))
         return dict(state.get("extra", {}))
 
 

@@ -24,6 +24,11 @@ class ParamServerConfig:
     data_dir: str = _f("", "directory holding the latest version of each name (empty = no persistence)")
     chunk_bytes: int = _f(1 * MiB, "bytes of tensor data per streamed ParamsChunk (Fetch, Subscribe)")
     max_total_bytes: int = _f(2 * GiB, "largest parameter set accepted; bigger publishes get RESOURCE_EXHAUSTED")
+    persist_every_seconds: float = _f(
+        1.0,
+        "0: persist each version before acknowledging its publish (durable, slower); "
+        "> 0: persist the latest version at most this often in the background, and on shutdown",
+    )
     max_subscribers: int = _f(16, "open Subscribe streams allowed at once (each holds a server thread); more get RESOURCE_EXHAUSTED")
 
     def __post_init__(self) -> None:
@@ -37,6 +42,8 @@ class ParamServerConfig:
         _check_int("chunk_bytes", self.chunk_bytes, 1024, self.server.max_message_bytes // 2)
         _check_int("max_total_bytes", self.max_total_bytes, 1, 1 << 40)
         _check_int("max_subscribers", self.max_subscribers, 0, 1024)
+        if isinstance(self.persist_every_seconds, bool) or not 0 <= self.persist_every_seconds <= 3600:
+            raise ValueError(f"persist_every_seconds: must be in [0, 3600], got {self.persist_every_seconds!r}")
 
     @property
     def server_threads(self) -> int:

@@ -40,7 +40,7 @@ def serve(
     stop = stop_event or threading.Event()
     # Subscribe streams run until cancelled: end them as soon as the stop is requested, so
     # the shutdown grace period is not spent waiting for them.
-    threading.Thread(target=lambda: (stop.wait(), servicer.close()), name="params-stop", daemon=True).start()
+    threading.Thread(target=lambda: (stop.wait(), servicer.end_streams()), name="params-stop", daemon=True).start()
     try:
         registration = _register(config, config.server.address(running.port))
     except BaseException:  # e.g. Redis unreachable: do not leave a server running
@@ -52,6 +52,7 @@ def serve(
         on_ready(running.port)
 
     def deregister() -> None:
+        servicer.close()  # writes versions the background persister has not saved yet
         if registration is not None:
             registration.close()
 
@@ -76,6 +77,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 in containers)")
     parser.add_argument("--port", type=int, default=0, help="gRPC port (0 = any free port)")
     parser.add_argument("--data-dir", default="", help="persist the latest version of each name here")
+    parser.add_argument("--persist-every-seconds", type=float, default=1.0,
+                        help="0: persist before acknowledging each publish; > 0: in the background this often")
     parser.add_argument("--redis-url", default="", help="Redis URL for registration (empty = none)")
     parser.add_argument("--run-id", default="default", help="run id of the Redis keys")
     parser.add_argument("--max-total-mb", type=int, default=2048, help="largest parameter set, MiB")
@@ -90,6 +93,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             coord=CoordOptions(redis_url=args.redis_url, run_id=args.run_id),
             data_dir=args.data_dir,
             max_total_bytes=args.max_total_mb * MiB,
+            persist_every_seconds=args.persist_every_seconds,
         )
     except ValueError as e:
         parser.error(str(e))

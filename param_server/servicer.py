@@ -54,6 +54,7 @@ class ParameterServicer(params_pb2_grpc.ParameterServiceServicer):
         data_dir: str = "",
         max_subscribers: int = 16,
         wait_slice_seconds: float = 0.2,
+        persist_every_seconds: float = 0.0,
     ) -> None:
         self.store = store if store is not None else ParameterStore()
         self._chunk_bytes = chunk_bytes
@@ -70,16 +71,49 @@ class ParameterServicer(params_pb2_grpc.ParameterServiceServicer):
         """Wall time of the last write to ``data_dir`` (0 without persistence)."""
         if self._dir is not None:
             self._reload(self._dir)
+        # Background persistence: the learner publishes many times a second, and an fsync
+        # per publish would be its bottleneck. Only the newest unsaved version of a name is kept.
+        self._persist_every = persist_every_seconds
+        self._unsaved: dict[str, tuple[Assembled, int]] = {}
+        self._persist_lock = threading.Lock()
+        self._persister: Optional[threading.Thread] = None
+        if self._dir is not None and persist_every_seconds > 0:
+            self._persister = threading.Thread(target=self._persist_loop, name="params-persist", daemon=True)
+            self._persister.start()
 
     @classmethod
     def from_config(cls, config: ParamServerConfig) -> "ParameterServicer":
         """A servicer as ``config`` describes, reloaded from its ``data_dir``."""
         return cls(chunk_bytes=config.chunk_bytes, max_total_bytes=config.max_total_bytes,
-                   data_dir=config.data_dir, max_subscribers=config.max_subscribers)
+                   data_dir=config.data_dir, max_subscribers=config.max_subscribers,
+                   persist_every_seconds=config.persist_every_seconds)
+
+    def end_streams(self) -> None:
+        """Ends every open ``Subscribe`` stream (with OK) within one wait slice; first step of shutdown."""
+        self._closed.set()
 
     def close(self) -> None:
-        """Ends every open ``Subscribe`` stream (with OK) within one wait slice; used on shutdown."""
+        """Ends the streams and writes unsaved versions; the last step of shutdown."""
         self._closed.set()
+        if self._persister is not None:
+            self._persister.join(timeout=30.0)
+        self.flush()
+
+    def flush(self) -> None:
+        """Writes the newest unsaved version of every name to ``data_dir`` now."""
+        if self._dir is None:
+            return
+        with self._persist_lock:
+            pending, self._unsaved = self._unsaved, {}
+        for assembled, published in pending.values():
+            try:
+                self._persist(self._dir, assembled, published)
+            except Exception:  # noqa: BLE001 - logged; the next version will try again
+                log.exception("persisting parameters failed", extra={"param_name": assembled.manifest.name})
+
+    def _persist_loop(self) -> None:
+        while not self._closed.wait(self._persist_every):
+            self.flush()
 
     # -- the plain-Python core the RPCs share -------------------------------------------
 
@@ -98,7 +132,11 @@ class ParameterServicer(params_pb2_grpc.ParameterServiceServicer):
             )
             tensors = decode_tensors(assembled, bfloat16="raw")  # views; the store copies them
             if self._dir is not None and persist:
-                self._persist(self._dir, assembled, published)
+                if self._persister is None:
+                    self._persist(self._dir, assembled, published)  # durable before the ack
+                else:
+                    with self._persist_lock:
+                        self._unsaved[manifest.name] = (assembled, published)
             previous = self._versions.get(manifest.name)
             self._versions[manifest.name] = entry
             try:

@@ -1,13 +1,18 @@
 """What is tunable in a replay table, and how a table is built from it.
 
 ``TableConfig`` is built once at the entry point (CLI flags, YAML, ``HERD_*`` variables);
-``make_table`` turns it into a ``Table``. Field docstrings double as ``--help`` text.
+``make_table`` turns it into a ``Table``. ``ReplayServiceConfig`` is what ``herd serve replay``
+(``replay_service.main.serve``) runs: its tables, where it listens, where it checkpoints.
+Field docstrings double as ``--help`` text.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
+
+from herd.options import CoordOptions, ServerOptions
 
 from replay_service.rate_limiters import MinSize, Queue, RateLimiter, SampleToInsertRatio
 from replay_service.selectors import SELECTORS, make_selector
@@ -113,3 +118,62 @@ def make_table(config: TableConfig, seed: int = 0) -> Table:
 def _check_int(field: str, value: object, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{field}: expected an integer >= {minimum}, got {value!r}")
+
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def _default_tables() -> tuple[TableConfig, ...]:
+    return (TableConfig.queue("trajectories", 64),)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplayServiceConfig:
+    """One replay server: its tables, where it listens, how it checkpoints (validated on construction)."""
+
+    server: ServerOptions = dataclasses.field(default_factory=ServerOptions)
+    """Where the gRPC server listens and its message-size limit."""
+    coord: CoordOptions = dataclasses.field(default_factory=CoordOptions)
+    """Redis coordination (the server registers itself as kind ``replay``)."""
+    tables: tuple[TableConfig, ...] = dataclasses.field(default_factory=_default_tables)
+    """The tables this server holds (default: one IMPALA queue named 'trajectories' of 64 items)."""
+    checkpoint_dir: str = ""
+    """Directory of table checkpoints (<table>.npz), restored on start (empty = no checkpoints)."""
+    checkpoint_every_seconds: float = 0.0
+    """Seconds between periodic checkpoints (0 = only on shutdown and on the Checkpoint RPC)."""
+    seed: int = 0
+    """Seed of the random selectors; table i draws from seed + i."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.server, ServerOptions):
+            raise ValueError(f"server: expected ServerOptions, got {type(self.server).__name__}")
+        if not isinstance(self.coord, CoordOptions):
+            raise ValueError(f"coord: expected CoordOptions, got {type(self.coord).__name__}")
+        if isinstance(self.tables, list):
+            object.__setattr__(self, "tables", tuple(self.tables))
+        if not isinstance(self.tables, tuple) or not self.tables:
+            raise ValueError(f"tables: expected a non-empty tuple of TableConfig, got {self.tables!r}")
+        seen: set[str] = set()
+        for i, table in enumerate(self.tables):
+            if not isinstance(table, TableConfig):
+                raise ValueError(f"tables[{i}]: expected a TableConfig, got {type(table).__name__}")
+            if not _SAFE_NAME.fullmatch(table.name) or table.name in (".", ".."):
+                raise ValueError(
+                    f"tables[{i}].name: {table.name!r} must use only letters, digits, '_', '.' and '-' "
+                    "(it names the checkpoint file)"
+                )
+            if table.name in seen:
+                raise ValueError(f"tables[{i}].name: duplicate table name {table.name!r}")
+            seen.add(table.name)
+        if not isinstance(self.checkpoint_dir, str):
+            raise ValueError(f"checkpoint_dir: expected a string, got {self.checkpoint_dir!r}")
+        every = self.checkpoint_every_seconds
+        if isinstance(every, bool) or not isinstance(every, (int, float)) or not math.isfinite(every) or every < 0:
+            raise ValueError(f"checkpoint_every_seconds: expected a finite number >= 0, got {every!r}")
+        if every > 0 and not self.checkpoint_dir:
+            raise ValueError("checkpoint_every_seconds: periodic checkpoints need a checkpoint_dir")
+        _check_int("seed", self.seed, 0)
+
+    def table_names(self) -> list[str]:
+        """The names of the configured tables, in order."""
+        return [t.name for t in self.tables]

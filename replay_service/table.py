@@ -154,13 +154,14 @@ class Table:
             self._can_sample.notify_all()
         return keys
 
-    def update_priorities(self, keys: Union[Sequence[int], np.ndarray], priorities: Priorities) -> None:
-        """Sets new priorities (all validated first); unknown keys are ignored."""
+    def update_priorities(self, keys: Union[Sequence[int], np.ndarray], priorities: Priorities) -> int:
+        """Sets new priorities (all validated first); unknown keys are ignored. Returns how many were known."""
         key_arr = np.asarray(keys).reshape(-1)
         if key_arr.size and key_arr.dtype.kind not in "iu":
             raise ValueError(f"keys: expected a sequence of integers, got {keys!r}")
         key_list = [int(k) for k in key_arr]
         prios = validate_priorities(priorities, len(key_list))
+        updated = 0
         with self._lock:
             for key, p in zip(key_list, prios):
                 item = self._items.get(key)
@@ -168,6 +169,8 @@ class Table:
                     self._sampler.update(key, p)
                     self._remover.update(key, p)
                     item.priority = p
+                    updated += 1
+        return updated
 
     # -- reading -----------------------------------------------------------------------
     def sample(self, batch_size: int, timeout: Optional[float] = None) -> SampledBatch:

@@ -17,11 +17,12 @@ from herd.coord.coordinator import REDIS_DOWN, Coordinator, redact
 from herd.coord.keys import ACTOR, KINDS, LEARNER, PARAMS, REPLAY, RunKeys, check_kind
 from herd.coord.lease import LeaseKeeper
 from herd.coord.registration import Registration, ServiceRecord
+from herd.coord.reporter import Reporter
 from herd.options import CoordOptions
 
 __all__ = [
     "ACTOR", "KINDS", "LEARNER", "PARAMS", "REPLAY", "REDIS_DOWN",
-    "Coordinator", "LeaseKeeper", "Registration", "RunKeys", "ServiceRecord",
+    "Coordinator", "LeaseKeeper", "Registration", "Reporter", "RunKeys", "ServiceRecord",
     "default_service_id", "redact", "register_service", "resolve_address",
 ]  # fmt: skip
 

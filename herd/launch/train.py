@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import torch
 
-from actor_service.loop import Actor
+from actor_service.loop import Actor, env_seed
 from herd import config as hc
 from herd.agents.impala.agent import ImpalaPolicy, ImpalaUpdater
 from herd.envs.batched import make_batched_env
@@ -29,10 +29,6 @@ from learner_service.learner import Learner, latest_checkpoint
 from param_server.store import ParameterStore
 from replay_service.config import TableConfig, make_table
 
-
-def env_seed(run_seed: int, actor_index: int, envs_per_actor: int) -> int:
-    """Seed of an actor's first environment; environment i of it gets this + i."""
-    return run_seed * 1_000_003 + actor_index * envs_per_actor
 
 
 def train(

@@ -38,9 +38,15 @@ class FailedPreconditionError(RuntimeError):
     """The system is not in a state that allows this call (``FAILED_PRECONDITION``)."""
 
 
+class UnavailableError(ConnectionError):
+    """The service cannot take the call now, e.g. it is shutting down (``UNAVAILABLE``: clients retry)."""
+
+
 def status_for(exc: BaseException) -> grpc.StatusCode:
     """The status code for an exception raised by a service's core."""
     # Order matters: subclasses before their bases.
+    if isinstance(exc, UnavailableError):
+        return grpc.StatusCode.UNAVAILABLE
     if isinstance(exc, StaleVersionError) or isinstance(exc, FailedPreconditionError):
         return grpc.StatusCode.FAILED_PRECONDITION
     if isinstance(exc, NotFoundError):

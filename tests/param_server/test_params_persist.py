@@ -100,7 +100,7 @@ def test_restart_reloads_the_latest_version(start_params, tmp_path):
     torch = pytest.importorskip("torch")
     weights = {"w": np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32),
                "bf16": torch.arange(5, dtype=torch.bfloat16)}
-    first = start_params(data_dir=str(tmp_path))
+    first = start_params(data_dir=str(tmp_path), persist_every_seconds=0)
     with ParamClient(first.address) as client:
         for version in range(4):
             client.publish("policy", version, weights)
@@ -108,7 +108,7 @@ def test_restart_reloads_the_latest_version(start_params, tmp_path):
         listed = client.list()
     first.stop()
 
-    second = start_params(data_dir=str(tmp_path))
+    second = start_params(data_dir=str(tmp_path), persist_every_seconds=0)
     with ParamClient(second.address) as client:
         assert client.list() == listed  # versions, sizes and publish times survive
         params = client.fetch("policy")
@@ -122,7 +122,7 @@ def test_restart_reloads_the_latest_version(start_params, tmp_path):
 
 
 def test_corrupt_file_is_skipped_at_start(start_params, tmp_path, caplog):
-    first = start_params(data_dir=str(tmp_path))
+    first = start_params(data_dir=str(tmp_path), persist_every_seconds=0)
     with ParamClient(first.address) as client:
         client.publish("good", 2, {"w": np.ones(100, np.float32)})
         client.publish("broken", 5, {"w": np.ones(100, np.float32)})
@@ -130,7 +130,7 @@ def test_corrupt_file_is_skipped_at_start(start_params, tmp_path, caplog):
     _flip(str(tmp_path / file_name("broken")), os.path.getsize(tmp_path / file_name("broken")) - 3)
     (tmp_path / file_name("junk")).write_bytes(b"HERDPRM1" + b"\xff" * 10)
 
-    second = start_params(data_dir=str(tmp_path))
+    second = start_params(data_dir=str(tmp_path), persist_every_seconds=0)
     with ParamClient(second.address) as client:
         assert [(i.name, i.version) for i in client.list()] == [("good", 2)]
         assert client.fetch("broken") is None
@@ -141,7 +141,7 @@ def test_corrupt_file_is_skipped_at_start(start_params, tmp_path, caplog):
 
 def _start_process(data_dir: str) -> tuple[subprocess.Popen, int]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "param_server.main", "--port", "0", "--data-dir", data_dir],
+        [sys.executable, "-m", "param_server.main", "--port", "0", "--data-dir", data_dir, "--persist-every-seconds", "0"],
         cwd=REPO, stderr=subprocess.PIPE, text=True,
     )
     deadline = time.monotonic() + 20
@@ -177,3 +177,16 @@ def test_acknowledged_publish_survives_kill_9(tmp_path):
         proc.send_signal(signal.SIGTERM)  # graceful stop
         assert proc.wait(10) == 0
         proc.stderr.close()
+
+
+def test_background_persistence_saves_the_latest_on_shutdown(start_params, tmp_path):
+    """persist_every_seconds > 0: publishes are acknowledged before the write; shutdown writes the newest."""
+    first = start_params(data_dir=str(tmp_path), persist_every_seconds=30)
+    with ParamClient(first.address) as client:
+        for version in range(5):
+            client.publish("policy", version, {"w": np.full(3, version, np.float32)})
+    first.stop()
+    second = start_params(data_dir=str(tmp_path), persist_every_seconds=30)
+    with ParamClient(second.address) as client:
+        got = client.fetch("policy")
+    assert got.version == 4 and np.array_equal(got.tensors["w"], np.full(3, 4, np.float32))

@@ -34,6 +34,14 @@ def build_network(config: ImpalaConfig, env: EnvInfo) -> torch.nn.Module:
     )
 
 
+def _tensor(array: np.ndarray, dtype: Any = None) -> torch.Tensor:
+    """A torch view of a batch field; batches decoded off the wire are read-only, so those are copied."""
+    array = np.asarray(array, dtype=dtype)
+    if not array.flags.writeable:
+        array = array.copy()
+    return torch.from_numpy(array)
+
+
 def _weights_of(network: torch.nn.Module) -> dict[str, np.ndarray]:
     return {k: v.detach().cpu().numpy().copy() for k, v in network.state_dict().items()}
 
@@ -109,14 +117,14 @@ class ImpalaUpdater:
 
     def update(self, batch: Mapping[str, np.ndarray]) -> dict[str, float]:
         cfg = self.config
-        obs = torch.from_numpy(np.asarray(batch[ht.OBSERVATION]))  # [T+1, B, ...]
-        step_type = torch.from_numpy(np.asarray(batch[ht.STEP_TYPE]).astype(np.int64))  # [T+1, B]
-        reward = torch.from_numpy(np.asarray(batch[ht.REWARD], dtype=np.float32))
-        discount = torch.from_numpy(np.asarray(batch[ht.DISCOUNT], dtype=np.float32))
-        action = torch.from_numpy(np.asarray(batch[ht.ACTION]).astype(np.int64))
-        behaviour_logits = torch.from_numpy(np.asarray(batch[ht.BEHAVIOUR_LOGITS], dtype=np.float32))
+        obs = _tensor(batch[ht.OBSERVATION])  # [T+1, B, ...]
+        step_type = _tensor(batch[ht.STEP_TYPE], np.int64)  # [T+1, B]
+        reward = _tensor(batch[ht.REWARD], np.float32)
+        discount = _tensor(batch[ht.DISCOUNT], np.float32)
+        action = _tensor(batch[ht.ACTION], np.int64)
+        behaviour_logits = _tensor(batch[ht.BEHAVIOUR_LOGITS], np.float32)
         core = tuple(
-            torch.from_numpy(np.asarray(batch[k])[0])  # [1, B, H] -> [B, H]
+            _tensor(batch[k])[0]  # [1, B, H] -> [B, H]
             for k in sorted(k for k in batch if k.startswith(ht.CORE_STATE_PREFIX))
         )
         unroll, batch_size = step_type.shape

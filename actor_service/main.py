@@ -1,0 +1,153 @@
+"""How an actor process starts: ``herd serve actor`` (what its container runs).
+
+Wires the plain ``Actor`` loop to the cluster: unrolls go to the replay service
+through a pipelined insert stream (several unrolls in flight), weights come from
+the parameter server, counters and episodes go to Redis in batches. Services that
+are down are retried with backoff by the clients; the actor never crashes on them.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from typing import Callable, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+
+from actor_service.config import ActorServiceConfig
+from actor_service.loop import Actor, env_seed
+from actor_service.servicer import ActorServicer, EpisodeWindow
+from herd.agents.impala.agent import ImpalaPolicy
+from herd.control import PauseGate
+from herd.envs.batched import make_batched_env
+from herd.envs.registry import EnvInfo
+from herd.launch.run_config import RunConfig
+from herd.types import EpisodeRecord
+from herd.v1 import actor_pb2, actor_pb2_grpc
+from herd.wire.server import start_server
+
+log = logging.getLogger("herd.actor")
+
+
+
+class PipelinedWriter:
+    """``TrajectoryWriter`` that keeps up to ``max_in_flight`` unacknowledged inserts.
+
+    The insert is encoded before ``insert`` returns (the actor reuses its buffer),
+    then the actor steps on while the replay service stores and acknowledges.
+    """
+
+    def __init__(self, table_client, max_in_flight: int) -> None:  # replay_service.client.TableClient
+        self.table = table_client
+        self.max_in_flight = max_in_flight
+        self._pending: collections.deque = collections.deque()
+
+    def insert(self, items: Mapping[str, np.ndarray], priorities=None, timeout=None) -> Sequence[int]:
+        self._pending.append(self.table.insert_async(items, priorities))
+        while len(self._pending) > self.max_in_flight:
+            self._pending.popleft().result()
+        return []
+
+    def drain(self, timeout: Optional[float] = None) -> None:
+        while self._pending:
+            self._pending.popleft().result(timeout=timeout)
+
+
+def serve(
+    config: ActorServiceConfig,
+    run: RunConfig,
+    info: EnvInfo,
+    *,
+    stop_event: Optional[threading.Event] = None,
+    on_ready: Optional[Callable[[int], None]] = None,
+) -> None:
+    """Acts until ``stop_event``, SIGTERM, or the run's stop flag."""
+    from herd import coord as hcoord
+    from param_server.client import ParamClient
+    from replay_service.client import ReplayClient
+
+    torch.set_num_threads(run.torch_threads)
+    stop = stop_event or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    actor_id = config.coord.service_id or f"actor-{config.actor_index}-{socket.gethostname()}-{os.getpid()}"
+    coordinator = hcoord.Coordinator.from_options(config.coord) if config.coord.redis_url else None
+    reporter = hcoord.Reporter(coordinator, interval=config.report_every_seconds) if coordinator else None
+
+    replay = ReplayClient(hcoord.resolve_address(config.coord, "replay", timeout=60.0))
+    params = ParamClient(hcoord.resolve_address(config.coord, "params", timeout=60.0))
+    writer = PipelinedWriter(replay.table(config.table), config.max_in_flight)
+    window = EpisodeWindow()
+
+    def on_episode(record: EpisodeRecord) -> None:
+        window.add(record)
+        if reporter is not None:
+            reporter.episode(record)
+            reporter.add(episodes=1)
+
+    seed = env_seed(run.seed, config.actor_index, run.envs_per_actor)
+    env = make_batched_env(run.env, run.envs_per_actor, seed, vectorized=run.vectorized_env)
+    actor = Actor(
+        env,
+        ImpalaPolicy(run.agent, info, seed=seed),
+        writer,
+        params,
+        run.agent.unroll_length,
+        actor_id=actor_id,
+        task=info.task,
+        param_name=config.param_name,
+        pull_every=run.agent.pull_every,
+        on_episode=on_episode,
+    )
+    gate = PauseGate()
+    servicer = ActorServicer(actor, gate, window)
+    running = start_server(
+        lambda server: actor_pb2_grpc.add_ActorServiceServicer_to_server(servicer, server),
+        [actor_pb2.DESCRIPTOR.services_by_name["ActorService"].full_name],
+        host=config.server.host,
+        port=config.server.port,
+        max_message_bytes=config.server.max_message_bytes,
+    )
+    registration = hcoord.register_service(config.coord, "actor", config.server.address(running.port))
+    if on_ready is not None:
+        on_ready(running.port)
+    log.info("actor serving", extra={"port": running.port, "actor_id": actor_id, "envs": run.envs_per_actor})
+
+    last_stop_check = 0.0
+    try:
+        while not stop.is_set():
+            gate.wait_while_paused(stop)
+            if stop.is_set():
+                break
+            now = time.monotonic()
+            if coordinator is not None and now - last_stop_check > 0.5:
+                last_stop_check = now
+                try:
+                    if coordinator.should_stop():
+                        break
+                except Exception:  # noqa: BLE001 - Redis down: keep acting
+                    pass
+            steps = actor.run_unroll()
+            window.update_rate(actor.stats.env_steps)
+            if reporter is not None:
+                reporter.add(env_steps=steps)
+    finally:
+        log.info("actor stopping", extra={"env_steps": actor.stats.env_steps})
+        try:
+            writer.drain(timeout=5.0)
+        except Exception as e:  # noqa: BLE001 - replay gone at shutdown: nothing to save
+            log.warning("unacknowledged unrolls dropped at shutdown", extra={"error": str(e)})
+        if reporter is not None:
+            reporter.close()
+        running.stop(config.server.grace_seconds)
+        if registration is not None:
+            registration.close()
+        replay.close()
+        params.close()

@@ -1,0 +1,200 @@
+"""``herd up``: the whole system as separate OS processes on this machine.
+
+Starts Redis (unless ``--redis-url`` is given), then the parameter server, the
+replay service, the learner and N actors — each ``herd serve <kind>``, the same
+command a container runs — on free loopback ports; they find each other through
+Redis. ``herd up`` supervises them, shows one progress display built from the
+Redis counters, writes the same run-dir outputs as ``herd train``, and stops
+everything in order when ``--steps`` is reached or on Ctrl-C / SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+from typing import Any, Optional
+
+from herd import config as hc
+from herd.envs.registry import EnvInfo
+from herd.launch.run_config import RunConfig
+from herd.launch.supervisor import ServiceSpec, Supervisor
+from herd.telemetry.progress import Progress
+from herd.telemetry.run_dir import RunRecorder
+from herd.types import EpisodeRecord
+
+log = logging.getLogger(__name__)
+
+CLUSTER_FILE = "cluster.json"  # where herd status finds Redis and the run id
+
+
+def _serve_argv(kind: str, run_dir: str, redis_url: str, run_id: str, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "herd.cli", "serve", kind,
+        "--config", os.path.join(run_dir, "config.yaml"),
+        "--redis-url", redis_url, "--run-id", run_id, "--host", "127.0.0.1", "--port", "0",
+        *extra,
+    ]
+
+
+def service_specs(config: RunConfig, run_dir: str, redis_url: str, run_id: str) -> list[ServiceSpec]:
+    """The services of a local cluster, in start order (stop order is the reverse)."""
+    specs = [
+        ServiceSpec("params", "params", _serve_argv("params", run_dir, redis_url, run_id,
+                                                   "--data-dir", os.path.join(run_dir, "params"))),
+        ServiceSpec("replay", "replay", _serve_argv("replay", run_dir, redis_url, run_id,
+                                                   "--checkpoint-dir", os.path.join(run_dir, "replay"))),
+        ServiceSpec("learner", "learner", _serve_argv("learner", run_dir, redis_url, run_id,
+                                                     "--checkpoint-dir", os.path.join(run_dir, "checkpoints"))),
+    ]
+    for i in range(config.actors):
+        specs.append(
+            ServiceSpec(f"actor-{i}", "actor", _serve_argv("actor", run_dir, redis_url, run_id, "--actor-index", str(i)))
+        )
+    return specs
+
+
+def up(
+    config: RunConfig,
+    info: EnvInfo,
+    run_dir: str,
+    *,
+    redis_url: Optional[str] = None,
+    progress: bool = True,
+    tensorboard: bool = True,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Runs a local cluster until ``config.steps`` env steps; returns the summary it writes."""
+    from herd.coord import Coordinator
+    from herd.coord.server import LocalRedis
+
+    os.makedirs(run_dir, exist_ok=True)
+    recorder = RunRecorder(run_dir, hc.to_dict(config), tensorboard=tensorboard)
+    cluster_path = os.path.join(run_dir, CLUSTER_FILE)
+    previous = json.load(open(cluster_path)) if resume and os.path.exists(cluster_path) else {}
+    run_id = previous.get("run_id") or f"{_slug(os.path.basename(os.path.abspath(run_dir)))}-{secrets.token_hex(3)}"
+
+    redis = None
+    if not redis_url:
+        redis = LocalRedis(log_path=os.path.join(run_dir, "logs", "redis.log"))
+        redis.start()
+        redis_url = redis.url
+    coordinator = Coordinator(redis_url, run_id)
+    coordinator.clear_stop()
+    coordinator.set_config(hc.to_dict(config))
+    if previous.get("counters"):
+        coordinator.set_counters_max(**previous["counters"])
+
+    specs = service_specs(config, run_dir, redis_url, run_id)
+    supervisor = Supervisor(specs, os.path.join(run_dir, "logs"))
+    stop = threading.Event()
+    previous_handlers = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def write_cluster_file(counters: dict[str, int]) -> None:
+        data = {
+            "run_id": run_id,
+            "redis_url": redis_url,
+            "redis_pid": redis.pid if redis is not None else None,
+            "supervisor_pid": os.getpid(),
+            "services": {name: supervisor.pid(name) for name in supervisor.children},
+            "restarts": supervisor.restarts(),
+            "counters": counters,
+        }
+        tmp = cluster_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=2)
+        os.replace(tmp, cluster_path)
+
+    display = Progress(config.steps, enabled=progress)
+    start = time.monotonic()
+    first_step_time: Optional[float] = None
+    first_step_count = 0
+    counters: dict[str, int] = {}
+    last_id = "0-0"
+    last_file_write = 0.0
+    try:
+        supervisor.start_all()
+        while not stop.is_set():
+            supervisor.poll()
+            try:
+                counters = coordinator.counters()
+                records, last_id = coordinator.read_episodes(last_id, count=10_000)
+            except Exception as e:  # noqa: BLE001 - Redis restarting: the supervisor brings it back
+                log.warning("redis unreachable", extra={"error": str(e)})
+                if redis is not None and not redis.alive():
+                    redis.restart()
+                stop.wait(0.5)
+                continue
+            env_steps = int(counters.get("env_steps", 0))
+            if first_step_time is None and env_steps > 0:
+                first_step_time, first_step_count = time.monotonic(), env_steps
+            for r in records:
+                # Episodes are stamped with the run's env-step count when they are read
+                # (at most one report interval, 0.5 s, late).
+                recorder.episode(EpisodeRecord(env_steps, r.episode_return, r.episode_length, r.task, r.actor_id))
+            now = time.monotonic()
+            if now - last_file_write > 1.0:
+                write_cluster_file(counters)
+                last_file_write = now
+            display.update(env_steps, int(counters.get("learner_steps", 0)), recorder.mean_return())
+            if env_steps >= config.steps:
+                break
+            stop.wait(0.2)
+        end = time.monotonic()
+    finally:
+        display.close()
+        try:
+            coordinator.request_stop()
+        except Exception:  # noqa: BLE001
+            pass
+        # Actors first (no new data), then the learner (final checkpoint), then the stores.
+        supervisor.stop([s.name for s in specs if s.kind == "actor"])
+        supervisor.stop(["learner"], timeout=60.0)
+        supervisor.stop(["replay", "params"], timeout=30.0)
+        try:
+            counters = coordinator.counters()
+            records, last_id = coordinator.read_episodes(last_id, count=100_000)
+            for r in records:
+                recorder.episode(
+                    EpisodeRecord(int(counters.get("env_steps", 0)), r.episode_return, r.episode_length, r.task, r.actor_id)
+                )
+        except Exception:  # noqa: BLE001
+            pass
+        write_cluster_file(counters)
+        supervisor.close()
+        if redis is not None:
+            redis.stop()
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
+
+    env_steps = int(counters.get("env_steps", 0))
+    wall = end - start
+    steady = None
+    if first_step_time is not None and end > first_step_time:
+        steady = round((env_steps - first_step_count) / (end - first_step_time), 1)
+    return recorder.finish(
+        {
+            "mode": "up",
+            "env": config.env,
+            "seed": config.seed,
+            "run_id": run_id,
+            "actors": config.actors,
+            "env_steps": env_steps,
+            "learner_steps": int(counters.get("learner_steps", 0)),
+            "wall_seconds": round(wall, 3),
+            "env_steps_per_second": round(env_steps / max(wall, 1e-9), 1),
+            "steady_env_steps_per_second": steady,
+            "startup_seconds": round(first_step_time - start, 3) if first_step_time else None,
+            "restarts": supervisor.restarts(),
+        }
+    )
+
+
+def _slug(text: str) -> str:
+    out = "".join(c if c.isalnum() or c in "-_." else "-" for c in text).strip("-")
+    return out[:40] or "run"

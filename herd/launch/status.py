@@ -1,0 +1,73 @@
+"""``herd status``: the services of a run, their health, and the run's counters."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Optional
+
+from herd.launch.cluster import CLUSTER_FILE
+from herd.wire.health import check_health
+
+
+def cluster_status(redis_url: str, run_id: str, redis_pid: Optional[int] = None) -> dict[str, Any]:
+    """``{"run_id", "services": [...], "counters": {...}}`` as ``herd status --json`` prints it."""
+    from herd.coord import Coordinator
+
+    coordinator = Coordinator(redis_url, run_id)
+    services: list[dict[str, Any]] = []
+    try:
+        info = coordinator.redis.info("server")
+        redis_health = "SERVING"
+        pid = int(info.get("process_id", redis_pid or 0)) or redis_pid
+        host = coordinator.redis.connection_pool.connection_kwargs.get("host", "")
+        port = coordinator.redis.connection_pool.connection_kwargs.get("port", "")
+        records = coordinator.services()
+        counters = coordinator.counters()
+    except Exception:  # noqa: BLE001 - Redis down: say so instead of failing
+        redis_health, pid, host, port, records, counters = "NOT_SERVING", redis_pid, "", "", [], {}
+    services.append(
+        {"kind": "redis", "id": "redis", "pid": pid, "grpc": f"{host}:{port}" if host else "", "metrics": "",
+         "health": redis_health}
+    )
+    order = {"params": 0, "replay": 1, "learner": 2, "actor": 3}
+    for rec in sorted(records, key=lambda r: (order.get(r.kind, 9), r.id)):
+        services.append(
+            {
+                "kind": rec.kind,
+                "id": rec.id,
+                "pid": rec.pid,
+                "grpc": rec.grpc,
+                "metrics": rec.metrics,
+                "health": check_health(rec.grpc),
+            }
+        )
+    keys = ("env_steps", "episodes", "learner_steps")
+    return {
+        "run_id": run_id,
+        "services": services,
+        "counters": {k: int(counters.get(k, 0)) for k in keys} | {
+            k: int(v) for k, v in counters.items() if k not in keys
+        },
+    }
+
+
+def from_run_dir(run_dir: str) -> tuple[str, str, Optional[int]]:
+    """Redis URL, run id and Redis pid that ``herd up`` recorded in ``run_dir``."""
+    path = os.path.join(run_dir, CLUSTER_FILE)
+    if not os.path.exists(path):
+        raise ValueError(f"--run-dir {run_dir}: no {CLUSTER_FILE} (not a run dir of herd up)")
+    data = json.load(open(path))
+    return data["redis_url"], data["run_id"], data.get("redis_pid")
+
+
+def format_table(status: dict[str, Any]) -> str:
+    lines = [f"run {status['run_id']}"]
+    lines.append(f"{'KIND':8} {'ID':34} {'PID':>7}  {'GRPC':22} {'METRICS':22} HEALTH")
+    for s in status["services"]:
+        lines.append(
+            f"{s['kind']:8} {str(s['id'])[:34]:34} {str(s['pid'] or '-'):>7}  {s['grpc'] or '-':22} "
+            f"{s['metrics'] or '-':22} {s['health']}"
+        )
+    lines.append("counters: " + ", ".join(f"{k}={v}" for k, v in status["counters"].items()))
+    return "\n".join(lines)

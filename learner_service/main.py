@@ -1,0 +1,228 @@
+"""How a learner process starts: ``herd serve learner`` (what its container runs).
+
+Wires the plain ``Learner`` to the cluster: batches from the replay service's
+prefetching sample stream, weights to the parameter server, its lease, counters
+and checkpoints. Runs until SIGTERM or the run's stop flag, then checkpoints.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Callable, Optional
+
+import torch
+
+from herd.agents.impala.agent import ImpalaUpdater
+from herd.control import PauseGate
+from herd.envs.registry import EnvInfo
+from herd.interfaces import SampledBatch
+from herd.launch.run_config import RunConfig
+from herd.v1 import learner_pb2
+from herd.wire.server import start_server
+from learner_service.config import LearnerServiceConfig
+from learner_service.learner import Learner, latest_checkpoint
+
+log = logging.getLogger("herd.learner")
+
+
+class _PrefetchedSource:
+    """``BatchSource`` that keeps up to ``prefetch`` batches ready, fetched one call at a time.
+
+    One Sample call per batch (not one open stream) on purpose: a server stream
+    would keep sampling into gRPC's transport buffers, hundreds of batches ahead of
+    the learner, defeating the queue's bound on policy lag.
+    """
+
+    def __init__(self, table, batch_size: int, prefetch: int) -> None:  # replay_service.client.TableClient
+        import queue
+
+        self.table = table
+        self.batch_size = batch_size
+        self._ready: "queue.Queue[SampledBatch]" = queue.Queue(maxsize=prefetch)
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="prefetch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import queue
+
+        while not self._closed.is_set():
+            try:
+                batch = self.table.sample(self.batch_size, timeout=1.0)
+            except TimeoutError:
+                continue
+            except Exception as e:  # noqa: BLE001 - replay restarting: the client retried; try again
+                log.warning("sampling failed, retrying", extra={"error": str(e)})
+                self._closed.wait(0.5)
+                continue
+            while not self._closed.is_set():
+                try:
+                    self._ready.put(batch, timeout=0.2)
+                    break
+                except queue.Full:
+                    pass
+
+    def sample(self, batch_size: int, timeout: Optional[float] = None) -> SampledBatch:
+        import queue
+
+        try:
+            return self._ready.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no batch within {timeout}s") from None
+
+    def update_priorities(self, keys, priorities) -> None:  # IMPALA's queue has no priorities
+        self.table.update_priorities(keys, priorities)
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join(timeout=5.0)
+
+
+def _prune(directory: str, keep: int) -> None:
+    names = sorted(n for n in os.listdir(directory) if n.startswith("ckpt-") and n.endswith(".pt"))
+    for name in names[:-keep]:
+        os.unlink(os.path.join(directory, name))
+
+
+def serve(
+    config: LearnerServiceConfig,
+    run: RunConfig,
+    info: EnvInfo,
+    *,
+    stop_event: Optional[threading.Event] = None,
+    on_ready: Optional[Callable[[int], None]] = None,
+) -> None:
+    """Runs the learner until ``stop_event``, SIGTERM, or the run's stop flag."""
+    import signal
+
+    from herd import coord as hcoord
+    from param_server.client import ParamClient
+    from replay_service.client import ReplayClient
+
+    torch.set_num_threads(run.torch_threads)
+    stop = stop_event or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    learner_id = config.coord.service_id or f"learner-{socket.gethostname()}-{os.getpid()}"
+    coordinator = hcoord.Coordinator.from_options(config.coord) if config.coord.redis_url else None
+
+    replay_address = hcoord.resolve_address(config.coord, "replay", timeout=60.0)
+    params_address = hcoord.resolve_address(config.coord, "params", timeout=60.0)
+    replay = ReplayClient(replay_address)
+    params = ParamClient(params_address)
+    source = _PrefetchedSource(replay.table(config.table), run.agent.batch_size, config.prefetch)
+
+    lease = None
+    if coordinator is not None:
+        lease = hcoord.LeaseKeeper(
+            coordinator, "learner", learner_id, ttl=config.lease_ttl_seconds,
+            renew_every=config.lease_ttl_seconds / 5,
+        )
+        log.info("waiting for the learner lease", extra={"learner_id": learner_id})
+        while not lease.wait_acquired(timeout=1.0):
+            if stop.is_set():
+                lease.close()
+                return
+    gate = PauseGate()
+    updater = ImpalaUpdater(run.agent, info, total_env_steps=run.steps, seed=run.seed)
+    learner = Learner(
+        updater,
+        source,
+        params,
+        run.agent.batch_size,
+        publish_every=run.agent.publish_every,
+        param_name=config.param_name,
+        sample_timeout=1.0,
+        may_publish=(lambda: lease.held) if lease is not None else None,
+    )
+    ckpt_dir = config.checkpoint_dir
+    restored_counters: dict[str, int] = {}
+    if ckpt_dir:
+        path = latest_checkpoint(ckpt_dir)
+        if path:
+            extra = learner.restore(path)
+            restored_counters = {k: int(v) for k, v in dict(extra.get("counters", {})).items()}
+            log.info("resumed", extra={"checkpoint": path, "learner_step": learner.stats.steps})
+    # Versions must keep increasing across learner restarts: start above what the server has.
+    latest = params.fetch(config.param_name)
+    if latest is not None:
+        learner.published_version = max(learner.published_version, latest.version)
+    learner.publish()
+
+    reporter = hcoord.Reporter(coordinator) if coordinator is not None else None
+    if coordinator is not None:
+        # Redis may have lost its data: re-assert what this learner knows.
+        coordinator.set_counters_max(**{**restored_counters, "learner_steps": learner.stats.steps})
+
+    from learner_service.servicer import LearnerServicer
+    from herd.v1 import learner_pb2_grpc
+
+    servicer = LearnerServicer(
+        learner, gate, learner_id, lambda: (coordinator.lease_holder("learner") or "") if coordinator else learner_id
+    )
+    running = start_server(
+        lambda server: learner_pb2_grpc.add_LearnerServiceServicer_to_server(servicer, server),
+        [learner_pb2.DESCRIPTOR.services_by_name["LearnerService"].full_name],
+        host=config.server.host,
+        port=config.server.port,
+        max_message_bytes=config.server.max_message_bytes,
+    )
+    registration = hcoord.register_service(config.coord, "learner", config.server.address(running.port))
+    if on_ready is not None:
+        on_ready(running.port)
+    log.info("learner serving", extra={"port": running.port, "replay": replay_address, "params": params_address})
+
+    def save() -> None:
+        if ckpt_dir:
+            counters = {}
+            if coordinator is not None:
+                try:
+                    counters = coordinator.counters()  # the run's counters, to re-assert on resume
+                except Exception:  # noqa: BLE001 - Redis down: checkpoint without them
+                    pass
+            path = learner.save_checkpoint(ckpt_dir, {"counters": counters})
+            _prune(ckpt_dir, config.keep_checkpoints)
+            log.info("checkpoint", extra={"path": path, "learner_step": learner.stats.steps})
+
+    last_ckpt = learner.stats.steps
+    last_stop_check = 0.0
+    try:
+        while not stop.is_set():
+            gate.wait_while_paused(stop)
+            if stop.is_set():
+                break
+            now = time.monotonic()
+            if coordinator is not None and now - last_stop_check > 0.5:
+                last_stop_check = now
+                try:
+                    if coordinator.should_stop():
+                        break
+                except Exception:  # noqa: BLE001 - Redis down: keep learning
+                    pass
+            try:
+                learner.step()
+            except TimeoutError:
+                continue  # no data yet (actors starting, replay restarting)
+            if reporter is not None:
+                reporter.add(learner_steps=1, learner_frames=run.agent.unroll_length * run.agent.batch_size)
+            if learner.stats.steps - last_ckpt >= config.checkpoint_every:
+                save()
+                last_ckpt = learner.stats.steps
+    finally:
+        log.info("learner stopping", extra={"learner_step": learner.stats.steps})
+        source.close()
+        save()
+        if reporter is not None:
+            reporter.close()
+        running.stop(config.server.grace_seconds)
+        if registration is not None:
+            registration.close()
+        if lease is not None:
+            lease.close()
+        replay.close()
+        params.close()

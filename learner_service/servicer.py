@@ -1,0 +1,105 @@
+"""The learner's control API (Status, Pause, Resume, ReloadConfig) over gRPC."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any, Callable
+
+import grpc
+
+from herd.control import PauseGate
+from herd.v1 import common_pb2, learner_pb2, learner_pb2_grpc
+from herd.wire.status import rpc_errors
+from learner_service.learner import Learner
+
+# Agent fields a running learner can change between two updates; the rest shape
+# the network or the data and only apply on restart.
+HOT_AGENT_FIELDS = (
+    "learning_rate",
+    "lr_schedule",
+    "entropy_cost",
+    "baseline_cost",
+    "max_grad_norm",
+    "clip_rho_threshold",
+    "clip_pg_rho_threshold",
+    "lambda_",
+    "discount",
+    "reward_clip",
+    "publish_every",
+)
+
+
+class LearnerServicer(learner_pb2_grpc.LearnerServiceServicer):
+    """Reads the running ``Learner``; pauses its loop through ``gate``."""
+
+    def __init__(
+        self,
+        learner: Learner,
+        gate: PauseGate,
+        learner_id: str,
+        lease_holder: Callable[[], str],
+    ) -> None:
+        self.learner = learner
+        self.gate = gate
+        self.learner_id = learner_id
+        self.lease_holder = lease_holder
+
+    @rpc_errors
+    def Status(self, request: Any, context: grpc.ServicerContext) -> learner_pb2.LearnerStatus:
+        stats = self.learner.stats
+        holder = self.lease_holder()
+        losses = {k: float(v) for k, v in stats.last_metrics.items() if math.isfinite(float(v))}
+        return learner_pb2.LearnerStatus(
+            learner_id=self.learner_id,
+            learner_step=stats.steps,
+            frames=stats.frames,
+            last_losses=losses,
+            param_version=max(0, self.learner.published_version),
+            paused=self.gate.paused,
+            lease_holder=holder,
+            holds_lease=holder == self.learner_id,
+            policy_lag=float(stats.last_metrics.get("policy_lag", 0.0)),
+        )
+
+    @rpc_errors
+    def Pause(self, request: Any, context: grpc.ServicerContext) -> common_pb2.PauseResponse:
+        return common_pb2.PauseResponse(was_paused=self.gate.pause(request.reason))
+
+    @rpc_errors
+    def Resume(self, request: Any, context: grpc.ServicerContext) -> common_pb2.ResumeResponse:
+        return common_pb2.ResumeResponse(was_paused=self.gate.resume())
+
+    @rpc_errors
+    def ReloadConfig(self, request: Any, context: grpc.ServicerContext) -> common_pb2.ReloadConfigResponse:
+        """Applies ``{"agent": {field: value}}``; non-hot fields are reported as needing a restart."""
+        if not request.config_json:
+            raise ValueError("config_json: give the changed fields as JSON, e.g. {\"agent\": {\"entropy_cost\": 0.005}}")
+        try:
+            update = json.loads(request.config_json)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"config_json is not valid JSON: {e}") from e
+        if not isinstance(update, dict):
+            raise ValueError("config_json must be a JSON object")
+        unknown = set(update) - {"agent"}
+        if unknown:
+            raise ValueError(f"config_json: unknown sections {sorted(unknown)}; allowed: ['agent']")
+        agent_update = update.get("agent", {})
+        if not isinstance(agent_update, dict):
+            raise ValueError("config_json: 'agent' must be an object")
+        from herd import config as hc
+        from herd.agents.impala.config import ImpalaConfig
+
+        updater = self.learner.updater
+        current = updater.config  # type: ignore[attr-defined]
+        new = hc.build(ImpalaConfig, hc.merge(hc.to_dict(current), agent_update), prefix="agent.")
+        applied, restart = [], []
+        for f in dataclasses.fields(ImpalaConfig):
+            if getattr(new, f.name) != getattr(current, f.name):
+                (applied if f.name in HOT_AGENT_FIELDS else restart).append(f"agent.{f.name}")
+        hot = {name.split(".", 1)[1]: getattr(new, name.split(".", 1)[1]) for name in applied}
+        updater.config = dataclasses.replace(current, **hot)  # type: ignore[attr-defined]
+        if "publish_every" in hot:
+            self.learner.publish_every = hot["publish_every"]
+        return common_pb2.ReloadConfigResponse(applied=applied, requires_restart=restart)

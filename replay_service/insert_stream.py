@@ -1,0 +1,255 @@
+"""The actor side of the ``Insert`` stream: pipelined, acknowledged inserts that survive server restarts.
+
+Where it sits: ``TableClient.insert`` / ``insert_async`` (``replay_service.client``) hand each
+serialized ``InsertRequest`` to an :class:`InsertStream`, which keeps ONE long-lived bidi ``Insert``
+call open per table client: requests go out through a queue-fed iterator, a background thread
+reads the acknowledgements and resolves each request's future with its keys.
+
+Bookkeeping: every request stays in ``pending`` (in send order) until acknowledged. When the
+stream breaks with a connection error (server restarting), the thread reconnects with jittered
+exponential backoff (0.1 s doubling to 5 s) and re-sends every pending request, in order, on the
+new stream: an acknowledged item is never lost, an unacknowledged one may arrive twice
+(at-least-once). When the server rejects a request (a bad tensor, an unknown table, a
+rate-limiter timeout), only that request's future fails; the stream is reopened at once for the rest.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import logging
+import queue
+import re
+import threading
+import time
+from typing import Callable, Iterator, Optional
+
+import grpc
+
+from herd.interfaces import RateLimitTimeout
+from herd.v1 import replay_pb2
+from herd.wire.status import UnavailableError
+from replay_service.reconnect import CONNECTION_CODES, Backoff, error_from_rpc, status_code
+from replay_service.servicer import INSERTED_KEYS_METADATA
+from replay_service.table import InsertTimeout
+
+log = logging.getLogger(__name__)
+
+_END = object()  # ends a stream's request iterator
+InsertMethod = Callable[[Iterator[bytes]], Iterator[replay_pb2.InsertResponse]]
+"""The Insert call with serialized requests (``ReplayClient``'s raw stream-stream callable)."""
+_TOO_LARGE = re.compile(r"larger than max \((\d+) vs\. (\d+)\)")
+
+
+@dataclasses.dataclass
+class _Pending:
+    request: bytes  # a serialized InsertRequest, kept for re-sending
+    future: "concurrent.futures.Future[list[int]]"
+    abandoned: bool = False  # its caller gave up: not re-sent, but it may be on the wire still
+
+
+class InsertStream:
+    """One table's pipelined insert stream (at most ``max_in_flight`` unacknowledged requests)."""
+
+    def __init__(self, insert: InsertMethod, table: str, max_in_flight: int = 4) -> None:
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight: must be >= 1, got {max_in_flight}")
+        self.table = table
+        self.max_in_flight = max_in_flight
+        self._insert = insert
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # pending shrank or grew, or closed
+        self._pending: dict[int, _Pending] = {}  # sequence id -> request, in send order
+        self._next_seq = 1
+        self._reserved = 0  # sequence ids handed out whose request is still being encoded
+        self._queue: Optional[queue.SimpleQueue] = None  # the open stream's outgoing requests
+        self._call: Optional[grpc.Future] = None
+        self._closed = False
+        self._wake = threading.Event()  # cuts a backoff sleep short on close
+        self._thread: Optional[threading.Thread] = None
+        self.reconnects = 0
+
+    # -- caller side ------------------------------------------------------------------
+    def submit(
+        self, encode: Callable[[int], bytes], timeout: Optional[float] = None
+    ) -> "concurrent.futures.Future[list[int]]":
+        """Sends the request ``encode(sequence_id)`` serializes, once fewer than ``max_in_flight`` are unacked.
+
+        Waits up to ``timeout`` seconds for room (``None``: as long as it takes), else raises
+        ``RateLimitTimeout``; ``encode`` runs in the caller's thread, outside the lock. The returned
+        future resolves to the keys once the server acknowledged.
+        """
+        future: concurrent.futures.Future[list[int]] = concurrent.futures.Future()
+        future.set_running_or_notify_cancel()  # the request cannot be taken back once queued
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while len(self._pending) + self._reserved >= self.max_in_flight and not self._closed:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise RateLimitTimeout(
+                        f"insert into {self.table!r}: {len(self._pending)} requests still unacknowledged "
+                        f"after {timeout}s (server rate-limiting or unreachable)"
+                    )
+                self._changed.wait(remaining)
+            self._check_open()
+            seq = self._next_seq
+            self._next_seq += 1
+            self._reserved += 1
+        try:
+            message = encode(seq)
+        finally:
+            with self._lock:
+                self._reserved -= 1
+                self._changed.notify_all()
+        with self._lock:
+            self._check_open()
+            self._pending[seq] = _Pending(message, future)  # dict order = send order (both under the lock)
+            if self._queue is not None:
+                self._queue.put(message)
+            self._changed.notify_all()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=f"insert-{self.table}", daemon=True)
+                self._thread.start()
+        return future
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise UnavailableError(f"insert into {self.table!r}: the client is closed")
+
+    def abandon(self, future: "concurrent.futures.Future[list[int]]") -> None:
+        """Stops re-sending the request behind ``future`` after a reconnect (its caller gave up).
+
+        It stays pending until the open stream answers it: the server handles requests in order,
+        so an error on the stream must still be matched to the request that caused it."""
+        with self._lock:
+            for pending in self._pending.values():
+                if pending.future is future:
+                    pending.abandoned = True
+                    return
+
+    def in_flight(self) -> int:
+        """Requests sent or queued but not yet acknowledged."""
+        with self._lock:
+            return len(self._pending)
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Waits until every request is acknowledged or failed; False on timeout."""
+        with self._lock:
+            return self._changed.wait_for(lambda: not self._pending or self._closed, timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Waits up to ``timeout`` for outstanding acks, then ends the stream; unacked futures fail."""
+        self.flush(timeout)
+        with self._lock:
+            self._closed = True
+            left, self._pending = list(self._pending.values()), {}
+            if self._queue is not None:
+                self._queue.put(_END)
+            call = self._call
+            self._changed.notify_all()
+        self._wake.set()
+        if call is not None:
+            call.cancel()
+        for pending in left:
+            pending.future.set_exception(UnavailableError(f"insert into {self.table!r}: client closed before ack"))
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+
+    # -- stream thread -----------------------------------------------------------------
+    def _run(self) -> None:
+        backoff = Backoff()
+        while True:
+            with self._lock:
+                self._changed.wait_for(lambda: bool(self._pending) or self._closed)
+                if self._closed:
+                    return
+                for seq in [seq for seq, pending in self._pending.items() if pending.abandoned]:
+                    del self._pending[seq]
+                self._changed.notify_all()
+                if not self._pending:
+                    continue
+                requests: queue.SimpleQueue = queue.SimpleQueue()
+                for pending in self._pending.values():  # re-send, in order, what was never acked
+                    requests.put(pending.request)
+                self._queue = requests
+                try:
+                    self._call = call = self._insert(_iterate(requests))
+                except ValueError as e:  # the channel was closed under us: nothing will be acked
+                    closed_channel = str(e)
+                    self._closed = True
+                    left, self._pending = list(self._pending.values()), {}
+                    self._changed.notify_all()
+                else:
+                    closed_channel = ""
+            if closed_channel:
+                for pending in left:
+                    pending.future.set_exception(UnavailableError(f"insert into {self.table!r}: {closed_channel}"))
+                return
+            error = self._read_acks(call, backoff)
+            with self._lock:
+                self._queue = self._call = None
+                closed = self._closed
+            requests.put(_END)  # releases gRPC's thread blocked on the old iterator
+            if closed:
+                return
+            code = status_code(error) if error is not None else None
+            if error is not None and code not in CONNECTION_CODES:
+                self._fail_culprits(error)  # the server rejected a request: reopen at once for the rest
+                continue
+            self.reconnects += 1
+            pause = backoff.next()
+            log.warning(
+                "insert stream broken, reconnecting",
+                extra={"table": self.table, "code": code.name if code else "OK", "sleep_seconds": round(pause, 3)},
+            )
+            self._wake.wait(pause)
+
+    def _read_acks(self, call: Iterator[replay_pb2.InsertResponse], backoff: Backoff) -> Optional[grpc.RpcError]:
+        """Resolves futures as acks arrive; returns the error that ended the stream (None: ended cleanly)."""
+        try:
+            for response in call:
+                with self._lock:
+                    pending = self._pending.pop(response.sequence_id, None)
+                    self._changed.notify_all()
+                backoff.reset()
+                if pending is not None:  # None: abandoned by its caller
+                    pending.future.set_result(list(response.keys))
+        except grpc.RpcError as e:
+            return e
+        return None
+
+    def _fail_culprits(self, error: grpc.RpcError) -> None:
+        """Fails the request(s) the server rejected: the oldest unacked one (requests are handled in
+        order), or, for a message over the server's size limit, every pending request over that limit."""
+        with self._lock:
+            if not self._pending:
+                return
+            culprits = [next(iter(self._pending))]
+            match = _TOO_LARGE.search(error.details() or "") if status_code(error) else None
+            if match is not None:
+                limit = int(match.group(2))
+                culprits = [s for s, p in self._pending.items() if len(p.request) > limit] or culprits
+            failed = [self._pending.pop(seq) for seq in culprits]
+            self._changed.notify_all()
+        exc = error_from_rpc(error, f"insert into {self.table!r}")
+        if status_code(error) == grpc.StatusCode.DEADLINE_EXCEEDED:
+            exc = InsertTimeout(str(exc), _inserted_keys(error))
+        for pending in failed:
+            pending.future.set_exception(exc)
+
+
+def _iterate(requests: queue.SimpleQueue) -> Iterator[bytes]:
+    while True:
+        request = requests.get()
+        if request is _END:
+            return
+        yield request
+
+
+def _inserted_keys(error: grpc.RpcError) -> list[int]:
+    """Keys of a request that timed out part-way (the servicer's trailing metadata)."""
+    metadata = error.trailing_metadata() if callable(getattr(error, "trailing_metadata", None)) else None
+    for key, value in metadata or ():
+        if key == INSERTED_KEYS_METADATA and value:
+            return [int(k) for k in str(value).split(",")]
+    return []

@@ -1,0 +1,170 @@
+"""How the replay server starts: ``serve(config)`` (``herd serve replay``) or ``python -m replay_service.main``.
+
+Builds the configured tables (each restored from ``checkpoint_dir/<table>.npz`` when that file
+exists; a corrupt file is logged, moved aside and skipped), serves ``herd.v1.ReplayService``
+(plus health and reflection), registers its address in Redis as ``replay`` when a Redis URL is
+set, checkpoints every ``checkpoint_every_seconds``, and on SIGTERM/SIGINT (or ``stop_event``)
+ends its streams, drains, closes the tables, writes a final checkpoint and deregisters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import threading
+import time
+from typing import Callable, Optional, Sequence
+
+from herd.options import CoordOptions, ServerOptions
+from herd.wire.server import start_server, wait_for_termination
+from replay_service.checkpoint import CheckpointError
+from replay_service.config import ReplayServiceConfig, TableConfig, make_table
+from replay_service.servicer import SERVICE_NAME, ReplayServicer, add_to_server, checkpoint_path
+from replay_service.table import Table
+
+log = logging.getLogger("herd.replay")
+
+
+def build_tables(config: ReplayServiceConfig) -> dict[str, Table]:
+    """The configured tables, restored from ``config.checkpoint_dir`` where a checkpoint exists."""
+    tables: dict[str, Table] = {}
+    for i, table_config in enumerate(config.tables):
+        table = _restore(config.checkpoint_dir, table_config) if config.checkpoint_dir else None
+        tables[table_config.name] = table or make_table(table_config, seed=config.seed + i)
+    return tables
+
+
+def _restore(directory: str, table_config: TableConfig) -> Optional[Table]:
+    path = checkpoint_path(directory, table_config.name)
+    if not os.path.exists(path):
+        return None
+    try:
+        table = Table.restore(path)
+        if table.name != table_config.name:
+            raise CheckpointError(f"{path}: holds table {table.name!r}, not {table_config.name!r}")
+    except (CheckpointError, OSError, ValueError) as e:
+        aside = f"{path}.corrupt-{int(time.time())}"
+        try:
+            os.replace(path, aside)  # keep it for inspection; the next checkpoint must not be blocked by it
+        except OSError:
+            aside = ""
+        log.error("table checkpoint unreadable, starting the table empty",
+                  extra={"table": table_config.name, "path": path, "moved_to": aside, "error": str(e)})
+        return None
+    info = table.info()
+    log.info("table restored", extra={"table": info.name, "path": path, "size": info.size,
+                                      "num_inserts": info.num_inserts, "rate_limiter": info.rate_limiter})
+    if (info.max_size, info.rate_limiter) != (table_config.max_size, table_config.rate_limiter):
+        log.warning("restored table keeps its checkpointed settings, not the configured ones",
+                    extra={"table": info.name, "max_size": info.max_size, "rate_limiter": info.rate_limiter})
+    return table
+
+
+def serve(
+    config: ReplayServiceConfig,
+    *,
+    stop_event: Optional[threading.Event] = None,
+    on_ready: Optional[Callable[[int], None]] = None,
+) -> None:
+    """Serves until ``stop_event`` is set or SIGTERM/SIGINT arrives; ``on_ready(port)`` once bound."""
+    tables = build_tables(config)
+    servicer = ReplayServicer(tables, checkpoint_dir=config.checkpoint_dir,
+                              max_message_bytes=config.server.max_message_bytes)
+    running = start_server(
+        lambda server: add_to_server(servicer, server),
+        [SERVICE_NAME],
+        host=config.server.host,
+        port=config.server.port,
+        max_message_bytes=config.server.max_message_bytes,
+    )
+    stop = stop_event or threading.Event()
+    # Insert and Sample streams run until cancelled: end them as soon as the stop is requested,
+    # so clients reconnect elsewhere and the grace period is not spent waiting for them.
+    threading.Thread(target=lambda: (stop.wait(), servicer.stop()), name="replay-stop", daemon=True).start()
+    try:
+        registration = _register(config, config.server.address(running.port))
+    except BaseException:  # e.g. Redis unreachable: do not leave a server running
+        running.stop(0)
+        raise
+    periodic: Optional[threading.Thread] = None
+    if config.checkpoint_dir and config.checkpoint_every_seconds > 0:
+        periodic = threading.Thread(target=_checkpoint_every, args=(servicer, config.checkpoint_every_seconds, stop),
+                                    name="replay-checkpoint", daemon=True)
+        periodic.start()
+    log.info("replay serving", extra={"port": running.port, "tables": ",".join(tables),
+                                      "checkpoint_dir": config.checkpoint_dir})
+    if on_ready is not None:
+        on_ready(running.port)
+
+    def on_stop() -> None:
+        try:
+            for table in tables.values():
+                table.close()  # wakes handlers still blocked on a rate limiter
+            if periodic is not None:
+                periodic.join()
+            if config.checkpoint_dir:
+                path = servicer.checkpoint()  # closed tables still checkpoint: nothing writes any more
+                log.info("final checkpoint written", extra={"path": path})
+        finally:
+            if registration is not None:
+                registration.close()
+
+    wait_for_termination(running, grace=config.server.grace_seconds, on_stop=on_stop, stop_event=stop)
+
+
+def _checkpoint_every(servicer: ReplayServicer, seconds: float, stop: threading.Event) -> None:
+    while not stop.wait(seconds):
+        try:
+            path = servicer.checkpoint()
+            log.info("periodic checkpoint written", extra={"path": path})
+        except Exception:  # noqa: BLE001 - e.g. disk full: keep serving, try again next time
+            log.exception("periodic checkpoint failed")
+
+
+def _register(config: ReplayServiceConfig, address: str) -> object:
+    """Registers ``address`` as the run's ``replay`` service (``None`` without Redis)."""
+    if not config.coord.redis_url:
+        return None
+    try:
+        from herd.coord import register_service
+    except ImportError:  # herd.coord not there yet: run without discovery
+        log.warning("herd.coord.register_service unavailable: not registering", extra={"address": address})
+        return None
+    return register_service(config.coord, "replay", address)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """``python -m replay_service.main --port 0 --checkpoint-dir D`` (``herd serve replay`` offers more)."""
+    parser = argparse.ArgumentParser(prog="replay_service", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 in containers)")
+    parser.add_argument("--port", type=int, default=0, help="gRPC port (0 = any free port)")
+    parser.add_argument("--table", default="trajectories", help="name of the one queue table")
+    parser.add_argument("--queue-size", type=int, default=64, help="items the queue table holds")
+    parser.add_argument("--checkpoint-dir", default="", help="checkpoint tables here and restore on start")
+    parser.add_argument("--checkpoint-every", type=float, default=0.0, help="seconds between checkpoints (0 = none)")
+    parser.add_argument("--max-message-mb", type=int, default=64, help="largest gRPC message, MiB")
+    parser.add_argument("--redis-url", default="", help="Redis URL for registration (empty = none)")
+    parser.add_argument("--run-id", default="default", help="run id of the Redis keys")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random selectors")
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    from herd.telemetry.logs import setup_json_logging
+
+    setup_json_logging("replay", args.log_level)
+    try:
+        config = ReplayServiceConfig(
+            server=ServerOptions(host=args.host, port=args.port, max_message_mb=args.max_message_mb),
+            coord=CoordOptions(redis_url=args.redis_url, run_id=args.run_id),
+            tables=(TableConfig.queue(args.table, args.queue_size),),
+            checkpoint_dir=args.checkpoint_dir,
+            checkpoint_every_seconds=args.checkpoint_every,
+            seed=args.seed,
+        )
+    except ValueError as e:
+        parser.error(str(e))
+    serve(config)
+
+
+if __name__ == "__main__":
+    main()

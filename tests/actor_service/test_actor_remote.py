@@ -1,0 +1,79 @@
+"""The actor loop over real gRPC: unrolls reach the learner exactly as the actor recorded them,
+even though the actor reuses its buffer while inserts are still in flight."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from actor_service.loop import Actor
+from actor_service.main import PipelinedWriter
+from herd.agents.impala.agent import ImpalaPolicy
+from herd.agents.impala.config import ImpalaConfig
+from herd.envs.batched import make_batched_env
+from herd.envs.registry import env_spec
+from herd.interfaces import Params
+from replay_service.client import ReplayClient
+from replay_service.config import ReplayServiceConfig, TableConfig
+from replay_service.main import serve
+
+
+class _Recording:
+    """Wraps a writer and keeps a private copy of every unroll the actor hands it."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.sent = []
+
+    def insert(self, items, priorities=None, timeout=None):
+        self.sent.append({k: np.array(v, copy=True) for k, v in items.items()})
+        return self.inner.insert(items, priorities, timeout)
+
+
+class _FixedParams:
+    def __init__(self, weights):
+        self.weights = weights
+
+    def fetch(self, name, min_version=0):
+        return Params(0, self.weights) if min_version <= 0 else None
+
+
+@pytest.fixture
+def replay_address():
+    ports, stop = [], threading.Event()
+    config = ReplayServiceConfig(tables=(TableConfig.queue("trajectories", 512),))
+    thread = threading.Thread(target=serve, args=(config,), kwargs={"stop_event": stop, "on_ready": ports.append},
+                              daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not ports and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield f"127.0.0.1:{ports[0]}"
+    stop.set()
+    thread.join(10)
+
+
+def test_unrolls_arrive_unchanged_with_inserts_in_flight(replay_address):
+    info = env_spec("gym:CartPole-v1")
+    cfg = ImpalaConfig.classic_control(unroll_length=5)
+    policy = ImpalaPolicy(cfg, info, seed=0)
+    client = ReplayClient(replay_address)
+    table = client.table("trajectories")
+    writer = _Recording(PipelinedWriter(table, max_in_flight=4))
+    weights = {k: v.numpy() for k, v in policy.network.state_dict().items()}
+    actor = Actor(make_batched_env("gym:CartPole-v1", 4, seed=3), policy, writer, _FixedParams(weights), 5)
+    for _ in range(12):
+        actor.run_unroll()
+    writer.inner.drain(timeout=10)
+    received = []
+    for _ in range(12):
+        batch = table.sample(4, timeout=10)
+        received.append(batch.data)
+    for sent, got in zip(writer.sent, received):
+        assert set(sent) == set(got)
+        for key in sent:
+            np.testing.assert_array_equal(sent[key], got[key], err_msg=key)
+    # Consecutive unrolls overlap by one step.
+    np.testing.assert_array_equal(writer.sent[0]["observation"][-1], writer.sent[1]["observation"][0])
+    client.close()
