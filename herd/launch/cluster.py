@@ -81,7 +81,7 @@ def up(
 
     redis = None
     if not redis_url:
-        redis = LocalRedis(log_path=os.path.join(run_dir, "logs", "redis.log"))
+        redis = LocalRedis(log_path=os.path.abspath(os.path.join(run_dir, "logs", "redis.log")))
         redis.start()
         redis_url = redis.url
     coordinator = Coordinator(redis_url, run_id)
