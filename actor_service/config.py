@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import field
 
 from herd.options import CoordOptions, ServerOptions
-
-
-def _f(default, help: str):  # noqa: A002
-    return field(default=default, metadata={"help": help})
+from herd.config import option
 
 
 @dataclasses.dataclass(frozen=True)
 class ActorServiceConfig:
     """One actor process."""
 
-    server: ServerOptions = _f(ServerOptions(), "where the control API listens")
-    coord: CoordOptions = _f(CoordOptions(), "Redis and the addresses of replay and params")
-    actor_index: int = _f(0, "index of this actor in the run: seeds its environments")
-    table: str = _f("trajectories", "replay table to write unrolls to")
-    param_name: str = _f("policy", "name of the weights to act with")
-    max_in_flight: int = _f(1, "unrolls sent to replay and not yet acknowledged")
-    report_every_seconds: float = _f(0.5, "how often counters and episodes go to Redis")
+    server: ServerOptions = option(ServerOptions(), "where the control API listens")
+    coord: CoordOptions = option(CoordOptions(), "Redis and the addresses of replay and params")
+    actor_index: int = option(0, "index of this actor in the run: seeds its environments")
+    table: str = option("trajectories", "replay table to write unrolls to")
+    param_name: str = option("policy", "name of the weights to act with")
+    max_in_flight: int = option(1, "unrolls sent to replay and not yet acknowledged")
+    report_every_seconds: float = option(0.5, "how often counters and episodes go to Redis")
 
     def __post_init__(self) -> None:
         if self.actor_index < 0:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import json
 import threading
 import time
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import grpc
 
 from actor_service.loop import Actor
-from herd.control import PauseGate
+from herd.control import PauseGate, parse_reload
 from herd.types import EpisodeRecord
 from herd.v1 import actor_pb2, actor_pb2_grpc, common_pb2
 from herd.wire.status import rpc_errors
@@ -78,19 +77,9 @@ class ActorServicer(actor_pb2_grpc.ActorServiceServicer):
     @rpc_errors
     def ReloadConfig(self, request: Any, context: grpc.ServicerContext) -> common_pb2.ReloadConfigResponse:
         """Applies ``{"agent": {"pull_every": k}}``; other agent fields need a restart."""
-        if not request.config_json:
-            raise ValueError("config_json: give the changed fields as JSON, e.g. {\"agent\": {\"pull_every\": 2}}")
-        try:
-            update = json.loads(request.config_json)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"config_json is not valid JSON: {e}") from e
-        if not isinstance(update, dict) or not isinstance(update.get("agent", {}), dict):
-            raise ValueError("config_json must be an object like {\"agent\": {...}}")
-        unknown = set(update) - {"agent"}
-        if unknown:
-            raise ValueError(f"config_json: unknown sections {sorted(unknown)}; allowed: ['agent']")
+        agent_update = parse_reload(request.config_json, '{"agent": {"pull_every": 2}}')
         applied, restart = [], []
-        for key, value in update.get("agent", {}).items():
+        for key, value in agent_update.items():
             if key == "pull_every":
                 if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                     raise ValueError(f"agent.pull_every must be an integer >= 1, got {value!r}")

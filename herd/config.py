@@ -22,6 +22,11 @@ class ConfigError(ValueError):
     """A bad config file, flag or override; the message names the key."""
 
 
+def option(default: Any, help: str) -> Any:  # noqa: A002 - "help" reads best at the call sites
+    """A config dataclass field whose ``help`` text documents it (and becomes ``--help``)."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 def field_help(cls: type, name: str) -> str:
     """The help text of a dataclass field (its ``metadata['help']``)."""
     for f in dataclasses.fields(cls):

@@ -6,8 +6,9 @@ The servicer flips the gate from a gRPC thread; the work loop calls
 
 from __future__ import annotations
 
+import json
 import threading
-from typing import Optional
+from typing import Any, Optional
 
 
 class PauseGate:
@@ -40,3 +41,22 @@ class PauseGate:
         while not self._running.wait(poll):
             if stop is not None and stop.is_set():
                 return
+
+
+def parse_reload(config_json: str, example: str) -> dict[str, Any]:
+    """The ``agent`` section of a ``ReloadConfig`` request; ``ValueError`` naming what is wrong."""
+    if not config_json:
+        raise ValueError(f"config_json: give the changed fields as JSON, e.g. {example}")
+    try:
+        update = json.loads(config_json)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"config_json is not valid JSON: {e}") from e
+    if not isinstance(update, dict):
+        raise ValueError("config_json must be a JSON object like {\"agent\": {...}}")
+    unknown = set(update) - {"agent"}
+    if unknown:
+        raise ValueError(f"config_json: unknown sections {sorted(unknown)}; allowed: ['agent']")
+    agent = update.get("agent", {})
+    if not isinstance(agent, dict):
+        raise ValueError("config_json: 'agent' must be an object")
+    return agent

@@ -7,22 +7,18 @@ them from flags, a YAML file or ``HERD_*`` environment variables.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import field
-
-
-def _f(default, help: str):  # noqa: A002
-    return field(default=default, metadata={"help": help})
+from herd.config import option
 
 
 @dataclasses.dataclass(frozen=True)
 class ServerOptions:
     """Where a service listens."""
 
-    host: str = _f("127.0.0.1", "address to bind (0.0.0.0 in containers)")
-    port: int = _f(0, "gRPC port (0 = any free port, reported through Redis)")
-    advertise_host: str = _f("", "host name others should dial (default: host, or 127.0.0.1 for 0.0.0.0)")
-    max_message_mb: int = _f(64, "largest gRPC message in MiB, each way")
-    grace_seconds: float = _f(3.0, "time open streams get to finish on shutdown")
+    host: str = option("127.0.0.1", "address to bind (0.0.0.0 in containers)")
+    port: int = option(0, "gRPC port (0 = any free port, reported through Redis)")
+    advertise_host: str = option("", "host name others should dial (default: host, or 127.0.0.1 for 0.0.0.0)")
+    max_message_mb: int = option(64, "largest gRPC message in MiB, each way")
+    grace_seconds: float = option(3.0, "time open streams get to finish on shutdown")
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -46,13 +42,13 @@ class ServerOptions:
 class CoordOptions:
     """How a service finds Redis and the other services of its run."""
 
-    redis_url: str = _f("", "Redis URL, e.g. redis://:password@host:6379/0 (empty = no coordination)")
-    run_id: str = _f("default", "run id: every Redis key of the run lives under herd:{run_id}:")
-    service_id: str = _f("", "this service's id (default: <kind>-<hostname>-<pid>)")
-    heartbeat_seconds: float = _f(1.0, "seconds between registration refreshes")
-    ttl_seconds: float = _f(5.0, "a registration expires this long after the last heartbeat")
-    replay_address: str = _f("", "static replay address host:port (overrides discovery)")
-    params_address: str = _f("", "static parameter-server address host:port (overrides discovery)")
+    redis_url: str = option("", "Redis URL, e.g. redis://:password@host:6379/0 (empty = no coordination)")
+    run_id: str = option("default", "run id: every Redis key of the run lives under herd:{run_id}:")
+    service_id: str = option("", "this service's id (default: <kind>-<hostname>-<pid>)")
+    heartbeat_seconds: float = option(1.0, "seconds between registration refreshes")
+    ttl_seconds: float = option(5.0, "a registration expires this long after the last heartbeat")
+    replay_address: str = option("", "static replay address host:port (overrides discovery)")
+    params_address: str = option("", "static parameter-server address host:port (overrides discovery)")
 
     def __post_init__(self) -> None:
         if not self.run_id or any(c in self.run_id for c in " :{}"):

@@ -3,28 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import field
 
 from herd.options import CoordOptions, ServerOptions
-
-
-def _f(default, help: str):  # noqa: A002
-    return field(default=default, metadata={"help": help})
+from herd.config import option
 
 
 @dataclasses.dataclass(frozen=True)
 class LearnerServiceConfig:
     """One learner process."""
 
-    server: ServerOptions = _f(ServerOptions(), "where the control API listens")
-    coord: CoordOptions = _f(CoordOptions(), "Redis and the addresses of replay and params")
-    checkpoint_dir: str = _f("", "where checkpoints go and are resumed from (empty = none)")
-    checkpoint_every: int = _f(500, "learner steps between checkpoints")
-    keep_checkpoints: int = _f(3, "how many checkpoints to keep")
-    table: str = _f("trajectories", "replay table to sample from")
-    param_name: str = _f("policy", "name the weights are published under")
-    prefetch: int = _f(1, "batches fetched ahead of the update in a background thread")
-    lease_ttl_seconds: float = _f(5.0, "learner lease TTL in Redis (one publishing learner)")
+    server: ServerOptions = option(ServerOptions(), "where the control API listens")
+    coord: CoordOptions = option(CoordOptions(), "Redis and the addresses of replay and params")
+    checkpoint_dir: str = option("", "where checkpoints go and are resumed from (empty = none)")
+    checkpoint_every: int = option(500, "learner steps between checkpoints")
+    keep_checkpoints: int = option(3, "how many checkpoints to keep")
+    table: str = option("trajectories", "replay table to sample from")
+    param_name: str = option("policy", "name the weights are published under")
+    prefetch: int = option(1, "batches fetched ahead of the update in a background thread")
+    lease_ttl_seconds: float = option(5.0, "learner lease TTL in Redis (one publishing learner)")
 
     def __post_init__(self) -> None:
         for name in ("checkpoint_every", "keep_checkpoints", "prefetch"):

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from typing import Any, Callable
 
 import grpc
 
-from herd.control import PauseGate
+from herd.control import PauseGate, parse_reload
 from herd.v1 import common_pb2, learner_pb2, learner_pb2_grpc
 from herd.wire.status import rpc_errors
 from learner_service.learner import Learner
@@ -74,20 +73,7 @@ class LearnerServicer(learner_pb2_grpc.LearnerServiceServicer):
     @rpc_errors
     def ReloadConfig(self, request: Any, context: grpc.ServicerContext) -> common_pb2.ReloadConfigResponse:
         """Applies ``{"agent": {field: value}}``; non-hot fields are reported as needing a restart."""
-        if not request.config_json:
-            raise ValueError("config_json: give the changed fields as JSON, e.g. {\"agent\": {\"entropy_cost\": 0.005}}")
-        try:
-            update = json.loads(request.config_json)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"config_json is not valid JSON: {e}") from e
-        if not isinstance(update, dict):
-            raise ValueError("config_json must be a JSON object")
-        unknown = set(update) - {"agent"}
-        if unknown:
-            raise ValueError(f"config_json: unknown sections {sorted(unknown)}; allowed: ['agent']")
-        agent_update = update.get("agent", {})
-        if not isinstance(agent_update, dict):
-            raise ValueError("config_json: 'agent' must be an object")
+        agent_update = parse_reload(request.config_json, '{"agent": {"entropy_cost": 0.005}}')
         from herd import config as hc
         from herd.agents.impala.config import ImpalaConfig
 

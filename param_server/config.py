@@ -3,33 +3,29 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import field
 
 from herd.options import CoordOptions, ServerOptions
+from herd.config import option
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
-
-
-def _f(default, help: str):  # noqa: A002
-    return field(default=default, metadata={"help": help})
 
 
 @dataclasses.dataclass(frozen=True)
 class ParamServerConfig:
     """The parameter server: where it listens, where it persists, how big a model may be."""
 
-    server: ServerOptions = _f(ServerOptions(), "where the gRPC server listens")
-    coord: CoordOptions = _f(CoordOptions(), "Redis registration (empty redis_url = none)")
-    data_dir: str = _f("", "directory holding the latest version of each name (empty = no persistence)")
-    chunk_bytes: int = _f(1 * MiB, "bytes of tensor data per streamed ParamsChunk (Fetch, Subscribe)")
-    max_total_bytes: int = _f(2 * GiB, "largest parameter set accepted; bigger publishes get RESOURCE_EXHAUSTED")
-    persist_every_seconds: float = _f(
+    server: ServerOptions = option(ServerOptions(), "where the gRPC server listens")
+    coord: CoordOptions = option(CoordOptions(), "Redis registration (empty redis_url = none)")
+    data_dir: str = option("", "directory holding the latest version of each name (empty = no persistence)")
+    chunk_bytes: int = option(1 * MiB, "bytes of tensor data per streamed ParamsChunk (Fetch, Subscribe)")
+    max_total_bytes: int = option(2 * GiB, "largest parameter set accepted; bigger publishes get RESOURCE_EXHAUSTED")
+    persist_every_seconds: float = option(
         1.0,
         "0: persist each version before acknowledging its publish (durable, slower); "
         "> 0: persist the latest version at most this often in the background, and on shutdown",
     )
-    max_subscribers: int = _f(16, "open Subscribe streams allowed at once (each holds a server thread); more get RESOURCE_EXHAUSTED")
+    max_subscribers: int = option(16, "open Subscribe streams allowed at once (each holds a server thread); more get RESOURCE_EXHAUSTED")
 
     def __post_init__(self) -> None:
         if not isinstance(self.server, ServerOptions):

@@ -9,7 +9,6 @@ the paper's Atari setting, vectors our classic-control defaults.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import field
 from typing import Any, Literal, Mapping, Optional
 
 from herd import config as hc
@@ -17,27 +16,25 @@ from herd.agents.impala.config import ImpalaConfig
 from herd.envs.registry import EnvInfo, env_spec
 
 
-def _f(default, help: str):  # noqa: A002
-    return field(default=default, metadata={"help": help})
 
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     """One training run."""
 
-    env: str = _f("gym:CartPole-v1", "environment name: gym:<id>, dmenv:<module>:<factory> or fake:<name>")
-    steps: int = _f(500_000, "environment steps to train for")
-    seed: int = _f(1, "random seed of the run (environments, network init, action sampling)")
-    actors: int = _f(2, "number of actors")
-    envs_per_actor: int = _f(16, "environments per actor (one batched inference call steps them all)")
-    vectorized_env: Optional[bool] = _f(None, "use Gymnasium's native vectorized env (none = when the id has one)")
-    agent_preset: Literal["auto", "paper", "atari", "classic_control"] = _f(
+    env: str = hc.option("gym:CartPole-v1", "environment name: gym:<id>, dmenv:<module>:<factory> or fake:<name>")
+    steps: int = hc.option(500_000, "environment steps to train for")
+    seed: int = hc.option(1, "random seed of the run (environments, network init, action sampling)")
+    actors: int = hc.option(2, "number of actors")
+    envs_per_actor: int = hc.option(16, "environments per actor (one batched inference call steps them all)")
+    vectorized_env: Optional[bool] = hc.option(None, "use Gymnasium's native vectorized env (none = when the id has one)")
+    agent_preset: Literal["auto", "paper", "atari", "classic_control"] = hc.option(
         "auto", "starting point of the agent section: auto picks atari for images, classic_control for vectors"
     )
-    agent: ImpalaConfig = _f(ImpalaConfig(), "IMPALA hyper-parameters (see herd/agents/impala/config.py)")
-    queue_size: int = _f(0, "capacity of the replay queue in unrolls (0 = batch_size + actors * envs_per_actor)")
-    checkpoint_every: int = _f(500, "learner steps between checkpoints")
-    torch_threads: int = _f(1, "intra-op threads of torch in each process")
+    agent: ImpalaConfig = hc.option(ImpalaConfig(), "IMPALA hyper-parameters (see herd/agents/impala/config.py)")
+    queue_size: int = hc.option(0, "capacity of the replay queue in unrolls (0 = batch_size + actors * envs_per_actor)")
+    checkpoint_every: int = hc.option(500, "learner steps between checkpoints")
+    torch_threads: int = hc.option(1, "intra-op threads of torch in each process")
 
     def __post_init__(self) -> None:
         for name in ("steps", "actors", "envs_per_actor", "checkpoint_every", "torch_threads"):

@@ -8,40 +8,37 @@ such as CartPole, tuned on the 2-core development machine (see README).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import field
 from typing import Literal, Optional
 
-
-def _f(default, help: str):  # noqa: A002 - "help" reads best at the call sites
-    return field(default=default, metadata={"help": help})
+from herd.config import option
 
 
 @dataclasses.dataclass(frozen=True)
 class ImpalaConfig:
     """Everything the IMPALA actor policy and learner update need to know."""
 
-    unroll_length: int = _f(20, "environment steps per unroll (T); unrolls hold T+1 steps, overlapping by one")
-    batch_size: int = _f(32, "unrolls per learner batch (B)")
-    discount: float = _f(0.99, "discount factor gamma")
-    learning_rate: float = _f(6e-4, "initial learning rate")
-    lr_schedule: Literal["linear", "constant"] = _f("linear", "linear decay to 0 over the run's env steps, or constant")
-    optimizer: Literal["rmsprop", "adam"] = _f("rmsprop", "optimizer (the paper uses RMSProp)")
-    rmsprop_alpha: float = _f(0.99, "RMSProp decay")
-    rmsprop_momentum: float = _f(0.0, "RMSProp momentum")
-    epsilon: float = _f(0.01, "optimizer epsilon (RMSProp 0.01 in the paper; the loss is summed, not averaged)")
-    max_grad_norm: float = _f(40.0, "global-norm gradient clipping threshold")
-    entropy_cost: float = _f(0.01, "weight of the entropy bonus")
-    baseline_cost: float = _f(0.5, "weight of the value (baseline) loss")
-    clip_rho_threshold: float = _f(1.0, "V-trace rho-bar (truncation of the importance weights in the TD terms)")
-    clip_pg_rho_threshold: float = _f(1.0, "rho-bar of the policy-gradient advantages")
-    lambda_: float = _f(1.0, "V-trace lambda (c_i = lambda * min(1, rho_i))")
-    reward_clip: Optional[float] = _f(None, "clip rewards to [-x, x] (1.0 on Atari); none to disable")
-    torso: Literal["mlp", "shallow", "deep"] = _f("deep", "network torso: mlp (vectors), shallow or deep (ResNet) for images")
-    hidden_sizes: tuple[int, ...] = _f((256,), "hidden layer sizes of the mlp torso")
-    use_lstm: bool = _f(False, "add an LSTM core (its state resets at episode starts)")
-    lstm_size: int = _f(256, "LSTM hidden size")
-    publish_every: int = _f(1, "learner steps between parameter publishes")
-    pull_every: int = _f(1, "actor unrolls between parameter pulls")
+    unroll_length: int = option(20, "environment steps per unroll (T); unrolls hold T+1 steps, overlapping by one")
+    batch_size: int = option(32, "unrolls per learner batch (B)")
+    discount: float = option(0.99, "discount factor gamma")
+    learning_rate: float = option(6e-4, "initial learning rate")
+    lr_schedule: Literal["linear", "constant"] = option("linear", "linear decay to 0 over the run's env steps, or constant")
+    optimizer: Literal["rmsprop", "adam"] = option("rmsprop", "optimizer (the paper uses RMSProp)")
+    rmsprop_alpha: float = option(0.99, "RMSProp decay")
+    rmsprop_momentum: float = option(0.0, "RMSProp momentum")
+    epsilon: float = option(0.01, "optimizer epsilon (RMSProp 0.01 in the paper; the loss is summed, not averaged)")
+    max_grad_norm: float = option(40.0, "global-norm gradient clipping threshold")
+    entropy_cost: float = option(0.01, "weight of the entropy bonus")
+    baseline_cost: float = option(0.5, "weight of the value (baseline) loss")
+    clip_rho_threshold: float = option(1.0, "V-trace rho-bar (truncation of the importance weights in the TD terms)")
+    clip_pg_rho_threshold: float = option(1.0, "rho-bar of the policy-gradient advantages")
+    lambda_: float = option(1.0, "V-trace lambda (c_i = lambda * min(1, rho_i))")
+    reward_clip: Optional[float] = option(None, "clip rewards to [-x, x] (1.0 on Atari); none to disable")
+    torso: Literal["mlp", "shallow", "deep"] = option("deep", "network torso: mlp (vectors), shallow or deep (ResNet) for images")
+    hidden_sizes: tuple[int, ...] = option((256,), "hidden layer sizes of the mlp torso")
+    use_lstm: bool = option(False, "add an LSTM core (its state resets at episode starts)")
+    lstm_size: int = option(256, "LSTM hidden size")
+    publish_every: int = option(1, "learner steps between parameter publishes")
+    pull_every: int = option(1, "actor unrolls between parameter pulls")
 
     def __post_init__(self) -> None:
         positive_ints = ("unroll_length", "batch_size", "lstm_size", "publish_every", "pull_every")
