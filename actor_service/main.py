@@ -11,10 +11,8 @@ from __future__ import annotations
 import collections
 import logging
 import os
-import signal
 import socket
 import threading
-import time
 from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
@@ -24,13 +22,13 @@ from actor_service.config import ActorServiceConfig
 from actor_service.loop import Actor, env_seed
 from actor_service.servicer import ActorServicer, EpisodeWindow
 from herd.agents.impala.agent import ImpalaPolicy
-from herd.control import PauseGate
+from herd.control import PauseGate, PolledFlag
 from herd.envs.batched import make_batched_env
 from herd.envs.registry import EnvInfo
 from herd.launch.run_config import RunConfig
 from herd.types import EpisodeRecord
 from herd.v1 import actor_pb2, actor_pb2_grpc
-from herd.wire.server import start_server
+from herd.wire.server import install_stop_signals, start_server
 
 log = logging.getLogger("herd.actor")
 
@@ -74,9 +72,7 @@ def serve(
 
     torch.set_num_threads(run.torch_threads)
     stop = stop_event or threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+    install_stop_signals(stop)
     actor_id = config.coord.service_id or f"actor-{config.actor_index}-{socket.gethostname()}-{os.getpid()}"
     coordinator = hcoord.Coordinator.from_options(config.coord) if config.coord.redis_url else None
     reporter = hcoord.Reporter(coordinator, interval=config.report_every_seconds) if coordinator else None
@@ -120,20 +116,14 @@ def serve(
         on_ready(running.port)
     log.info("actor serving", extra={"port": running.port, "actor_id": actor_id, "envs": run.envs_per_actor})
 
-    last_stop_check = 0.0
+    run_stopped = PolledFlag(coordinator.should_stop if coordinator is not None else None)
     try:
         while not stop.is_set():
             gate.wait_while_paused(stop)
             if stop.is_set():
                 break
-            now = time.monotonic()
-            if coordinator is not None and now - last_stop_check > 0.5:
-                last_stop_check = now
-                try:
-                    if coordinator.should_stop():
-                        break
-                except Exception:  # noqa: BLE001 - Redis down: keep acting
-                    pass
+            if run_stopped.is_set():
+                break
             steps = actor.run_unroll()
             window.update_rate(actor.stats.env_steps)
             if reporter is not None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Any, Optional
+import time
+from typing import Any, Callable, Optional
 
 
 class PauseGate:
@@ -41,6 +42,30 @@ class PauseGate:
         while not self._running.wait(poll):
             if stop is not None and stop.is_set():
                 return
+
+
+class PolledFlag:
+    """Asks ``check()`` (e.g. Redis' stop flag) at most every ``every`` seconds from a hot loop.
+
+    Errors of ``check`` (Redis down) count as "not set": the loop keeps working.
+    """
+
+    def __init__(self, check: Optional[Callable[[], bool]], every: float = 0.5) -> None:
+        self.check = check
+        self.every = every
+        self._last = 0.0
+
+    def is_set(self) -> bool:
+        if self.check is None:
+            return False
+        now = time.monotonic()
+        if now - self._last < self.every:
+            return False
+        self._last = now
+        try:
+            return bool(self.check())
+        except Exception:  # noqa: BLE001 - coordination down: keep going
+            return False
 
 
 def parse_reload(config_json: str, example: str) -> dict[str, Any]:

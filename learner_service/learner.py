@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 import time
 from typing import Any, Callable, Optional
 
@@ -19,6 +18,7 @@ import torch
 
 from herd import types as ht
 from herd.agents.base import Updater
+from herd.fsutil import atomic_write
 from herd.interfaces import BatchSource, VariablePublisher
 
 CHECKPOINT_FORMAT = 1
@@ -113,17 +113,8 @@ class Learner:
         """Writes ``ckpt-<step>.pt`` atomically (temp file + rename); returns its path."""
         os.makedirs(directory, exist_ok=True)
         path = os.path.join(directory, f"ckpt-{self.stats.steps:09d}.pt")
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".ckpt-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(self.checkpoint_state(extra), f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_write(path, prefix=".ckpt-") as f:
+            torch.save(self.checkpoint_state(extra), f)
         return path
 
     def restore(self, path: str) -> dict[str, Any]:
@@ -136,6 +127,13 @@ class Learner:
         self.stats.frames = int(state["frames"])
         self.published_version = max(self.published_version, int(state.get("published_version", -1)))
         return dict(state.get("extra", {}))
+
+
+def prune_checkpoints(directory: str, keep: int) -> None:
+    """Deletes all but the newest ``keep`` checkpoints in ``directory``."""
+    names = sorted(n for n in os.listdir(directory) if n.startswith("ckpt-") and n.endswith(".pt"))
+    for name in names[:-keep]:
+        os.unlink(os.path.join(directory, name))
 
 
 def latest_checkpoint(directory: str) -> Optional[str]:

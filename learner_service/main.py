@@ -11,20 +11,19 @@ import logging
 import os
 import socket
 import threading
-import time
 from typing import Callable, Optional
 
 import torch
 
 from herd.agents.impala.agent import ImpalaUpdater
-from herd.control import PauseGate
+from herd.control import PauseGate, PolledFlag
 from herd.envs.registry import EnvInfo
 from herd.interfaces import SampledBatch
 from herd.launch.run_config import RunConfig
 from herd.v1 import learner_pb2
-from herd.wire.server import start_server
+from herd.wire.server import install_stop_signals, start_server
 from learner_service.config import LearnerServiceConfig
-from learner_service.learner import Learner, latest_checkpoint
+from learner_service.learner import Learner, latest_checkpoint, prune_checkpoints
 
 log = logging.getLogger("herd.learner")
 
@@ -82,12 +81,6 @@ class _PrefetchedSource:
         self._thread.join(timeout=5.0)
 
 
-def _prune(directory: str, keep: int) -> None:
-    names = sorted(n for n in os.listdir(directory) if n.startswith("ckpt-") and n.endswith(".pt"))
-    for name in names[:-keep]:
-        os.unlink(os.path.join(directory, name))
-
-
 def serve(
     config: LearnerServiceConfig,
     run: RunConfig,
@@ -97,17 +90,13 @@ def serve(
     on_ready: Optional[Callable[[int], None]] = None,
 ) -> None:
     """Runs the learner until ``stop_event``, SIGTERM, or the run's stop flag."""
-    import signal
-
     from herd import coord as hcoord
     from param_server.client import ParamClient
     from replay_service.client import ReplayClient
 
     torch.set_num_threads(run.torch_threads)
     stop = stop_event or threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+    install_stop_signals(stop)
     learner_id = config.coord.service_id or f"learner-{socket.gethostname()}-{os.getpid()}"
     coordinator = hcoord.Coordinator.from_options(config.coord) if config.coord.redis_url else None
 
@@ -186,24 +175,18 @@ def serve(
                 except Exception:  # noqa: BLE001 - Redis down: checkpoint without them
                     pass
             path = learner.save_checkpoint(ckpt_dir, {"counters": counters})
-            _prune(ckpt_dir, config.keep_checkpoints)
+            prune_checkpoints(ckpt_dir, config.keep_checkpoints)
             log.info("checkpoint", extra={"path": path, "learner_step": learner.stats.steps})
 
     last_ckpt = learner.stats.steps
-    last_stop_check = 0.0
+    run_stopped = PolledFlag(coordinator.should_stop if coordinator is not None else None)
     try:
         while not stop.is_set():
             gate.wait_while_paused(stop)
             if stop.is_set():
                 break
-            now = time.monotonic()
-            if coordinator is not None and now - last_stop_check > 0.5:
-                last_stop_check = now
-                try:
-                    if coordinator.should_stop():
-                        break
-                except Exception:  # noqa: BLE001 - Redis down: keep learning
-                    pass
+            if run_stopped.is_set():
+                break
             try:
                 learner.step()
             except TimeoutError:

@@ -23,11 +23,11 @@ import json
 import logging
 import os
 import struct
-import tempfile
 import zlib
 from typing import Any
 from urllib.parse import quote
 
+from herd.fsutil import atomic_write
 from herd.v1 import tensor_pb2
 from param_server.chunks import Assembled, ParamsManifest, check_manifest
 
@@ -85,20 +85,10 @@ class ParamsDir:
             separators=(",", ":"),
         ).encode()
         path = os.path.join(self.path, file_name(manifest.name))
-        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=_TMP_PREFIX, suffix=SUFFIX)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(_PREFIX.pack(MAGIC, len(header), zlib.crc32(header)))
-                f.write(header)
-                f.write(memoryview(assembled.data))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        _fsync_dir(self.path)  # makes the rename itself durable
+        with atomic_write(path, prefix=_TMP_PREFIX, suffix=SUFFIX) as f:
+            f.write(_PREFIX.pack(MAGIC, len(header), zlib.crc32(header)))
+            f.write(header)
+            f.write(memoryview(assembled.data))
         return path
 
     def load_all(self) -> list[Stored]:
@@ -163,19 +153,6 @@ def _manifest(meta: dict[str, Any]) -> ParamsManifest:
         spec = manifest.tensors.add(name=str(t["name"]), dtype=tensor_pb2.DType.Value(str(t["dtype"])))
         spec.shape.extend(int(d) for d in t["shape"])
     return manifest
-
-
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # e.g. platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _remove_quietly(path: str) -> None:

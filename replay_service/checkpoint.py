@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
+
+from herd.fsutil import atomic_write
 
 from replay_service.signature import Signature, SignatureSpec, frozen_copy
 
@@ -34,26 +35,8 @@ def write(path: PathLike, header: Mapping[str, Any], arrays: Mapping[str, np.nda
         raise ValueError("arrays: the name 'header' is reserved")
     full = {"format": FORMAT, "format_version": FORMAT_VERSION, **header}
     header_bytes = np.frombuffer(json.dumps(full).encode("utf-8"), dtype=np.uint8)
-    target = os.path.abspath(os.fspath(path))
-    directory = os.path.dirname(target)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(target) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, allow_pickle=False, header=header_bytes, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
+    with atomic_write(os.fspath(path)) as f:
+        np.savez(f, allow_pickle=False, header=header_bytes, **arrays)
 
 
 def read(path: PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

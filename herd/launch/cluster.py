@@ -22,6 +22,7 @@ from typing import Any, Optional
 
 from herd import config as hc
 from herd.envs.registry import EnvInfo
+from herd.fsutil import atomic_write
 from herd.launch.run_config import RunConfig
 from herd.launch.supervisor import ServiceSpec, Supervisor
 from herd.telemetry.progress import Progress
@@ -105,10 +106,8 @@ def up(
             "restarts": supervisor.restarts(),
             "counters": counters,
         }
-        tmp = cluster_path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=2)
-        os.replace(tmp, cluster_path)
+        with atomic_write(cluster_path) as f:
+            f.write(json.dumps(data, indent=2).encode())
 
     display = Progress(config.steps, enabled=progress)
     start = time.monotonic()

@@ -25,7 +25,7 @@ from herd.launch.run_config import RunConfig
 from herd.telemetry.progress import Progress
 from herd.telemetry.run_dir import RunRecorder
 from herd.types import EpisodeRecord
-from learner_service.learner import Learner, latest_checkpoint
+from learner_service.learner import Learner, latest_checkpoint, prune_checkpoints
 from param_server.store import ParameterStore
 from replay_service.config import TableConfig, make_table
 
@@ -127,13 +127,6 @@ def train(
             "timing": {k: round(v, 3) for k, v in timing.items()},
         }
     )
-
-
-def prune_checkpoints(directory: str, keep: int) -> None:
-    """Deletes all but the newest ``keep`` checkpoints."""
-    names = sorted(n for n in os.listdir(directory) if n.startswith("ckpt-") and n.endswith(".pt"))
-    for name in names[:-keep]:
-        os.unlink(os.path.join(directory, name))
 
 
 def run_from_cli(config: RunConfig, info: EnvInfo, run_dir: Optional[str]) -> dict[str, Any]:

@@ -81,6 +81,18 @@ def start_server(
     return running
 
 
+def install_stop_signals(stop: threading.Event) -> None:
+    """SIGTERM / SIGINT set ``stop`` (only the main thread may install handlers; elsewhere a no-op)."""
+
+    def _handler(signum: int, _frame: object) -> None:
+        log.info("signal received, shutting down", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _handler)
+        signal.signal(signal.SIGINT, _handler)
+
+
 def wait_for_termination(
     running: RunningServer,
     *,
@@ -90,14 +102,7 @@ def wait_for_termination(
 ) -> None:
     """Blocks until SIGTERM/SIGINT (or ``stop_event``), then shuts down gracefully."""
     event = stop_event or threading.Event()
-
-    def _handler(signum: int, _frame: object) -> None:
-        log.info("signal received, shutting down", extra={"signal": signal.Signals(signum).name})
-        event.set()
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _handler)
-        signal.signal(signal.SIGINT, _handler)
+    install_stop_signals(event)
     event.wait()
     # Refuse new calls, give open streams ``grace`` seconds, cancel the rest; only
     # then run ``on_stop`` (e.g. the final checkpoint), when nothing writes any more.
