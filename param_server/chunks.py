@@ -14,14 +14,13 @@ servicer maps to ``INVALID_ARGUMENT``; a set above the size limit raises
 from __future__ import annotations
 
 import dataclasses
-import math
 import zlib
 from typing import Iterator, Literal, Optional, Sequence
 
 import numpy as np
 
 from herd.v1 import params_pb2, tensor_pb2
-from herd.wire.codec import MAX_NDIM, MAX_TENSOR_BYTES, WireError, decode_parts, torch_from_parts
+from herd.wire.codec import ITEMSIZE, WireError, decode_parts, tensor_nbytes, torch_from_parts  # noqa: F401 - ITEMSIZE re-exported
 from herd.wire.status import ResourceExhaustedError
 
 ParamsChunk = params_pb2.ParamsChunk
@@ -30,20 +29,6 @@ ParamsManifest = params_pb2.ParamsManifest
 MAX_NAME_CHARS = 256
 """Longest parameter-set name (it also names the persisted file)."""
 
-# Element sizes of the wire dtypes (tensor.proto). Kept here because the codec exposes no
-# size-only check; tests/param_server checks this table against the codec's decoders.
-ITEMSIZE: dict[int, int] = {
-    tensor_pb2.DTYPE_FLOAT16: 2,
-    tensor_pb2.DTYPE_BFLOAT16: 2,
-    tensor_pb2.DTYPE_FLOAT32: 4,
-    tensor_pb2.DTYPE_FLOAT64: 8,
-    tensor_pb2.DTYPE_INT8: 1,
-    tensor_pb2.DTYPE_INT16: 2,
-    tensor_pb2.DTYPE_INT32: 4,
-    tensor_pb2.DTYPE_INT64: 8,
-    tensor_pb2.DTYPE_UINT8: 1,
-    tensor_pb2.DTYPE_BOOL: 1,
-}
 
 
 def check_name(name: str) -> None:
@@ -90,19 +75,7 @@ def check_manifest(manifest: ParamsManifest, *, max_total_bytes: Optional[int] =
 
 def spec_nbytes(dtype: int, shape: Sequence[int], *, name: str = "tensor") -> int:
     """Byte size of a tensor of ``dtype`` and ``shape``, validating both as the codec does."""
-    itemsize = ITEMSIZE.get(dtype)
-    if itemsize is None:
-        raise WireError(f"tensor {name!r}: dtype {'unspecified (0)' if dtype == 0 else f'unknown value {dtype}'}")
-    if len(shape) > MAX_NDIM:
-        raise WireError(f"tensor {name!r}: {len(shape)} dimensions, at most {MAX_NDIM} allowed")
-    extent = itemsize
-    for d in shape:
-        if d < 0:
-            raise WireError(f"tensor {name!r}: negative dimension {d} in shape {list(shape)}")
-        extent *= max(d, 1)
-        if extent > MAX_TENSOR_BYTES:
-            raise WireError(f"tensor {name!r}: absurd shape {list(shape)} (over {MAX_TENSOR_BYTES} bytes)")
-    return itemsize * math.prod(shape)
+    return tensor_nbytes(dtype, shape, name=name)
 
 
 @dataclasses.dataclass(frozen=True)

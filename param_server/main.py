@@ -13,6 +13,7 @@ import logging
 import threading
 from typing import Callable, Optional, Sequence
 
+from herd.coord import register_service
 from herd.options import CoordOptions, ServerOptions
 from herd.wire.server import start_server, wait_for_termination
 from param_server.config import MiB, ParamServerConfig
@@ -42,7 +43,7 @@ def serve(
     # the shutdown grace period is not spent waiting for them.
     threading.Thread(target=lambda: (stop.wait(), servicer.end_streams()), name="params-stop", daemon=True).start()
     try:
-        registration = _register(config, config.server.address(running.port))
+        registration = register_service(config.coord, "params", config.server.address(running.port))
     except BaseException:  # e.g. Redis unreachable: do not leave a server running
         running.stop(0)
         raise
@@ -58,17 +59,6 @@ def serve(
 
     wait_for_termination(running, grace=config.server.grace_seconds, on_stop=deregister, stop_event=stop)
 
-
-def _register(config: ParamServerConfig, address: str) -> object:
-    """Registers ``address`` as the run's ``params`` service (``None`` without Redis)."""
-    if not config.coord.redis_url:
-        return None
-    try:
-        from herd.coord import register_service
-    except ImportError:  # herd.coord not there yet: run without discovery
-        log.warning("herd.coord.register_service unavailable: not registering", extra={"address": address})
-        return None
-    return register_service(config.coord, "params", address)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

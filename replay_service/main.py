@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Callable, Optional, Sequence
 
+from herd.coord import register_service
 from herd.options import CoordOptions, ServerOptions
 from herd.wire.server import start_server, wait_for_termination
 from replay_service.checkpoint import CheckpointError
@@ -83,7 +84,7 @@ def serve(
     # so clients reconnect elsewhere and the grace period is not spent waiting for them.
     threading.Thread(target=lambda: (stop.wait(), servicer.stop()), name="replay-stop", daemon=True).start()
     try:
-        registration = _register(config, config.server.address(running.port))
+        registration = register_service(config.coord, "replay", config.server.address(running.port))
     except BaseException:  # e.g. Redis unreachable: do not leave a server running
         running.stop(0)
         raise
@@ -121,17 +122,6 @@ def _checkpoint_every(servicer: ReplayServicer, seconds: float, stop: threading.
         except Exception:  # noqa: BLE001 - e.g. disk full: keep serving, try again next time
             log.exception("periodic checkpoint failed")
 
-
-def _register(config: ReplayServiceConfig, address: str) -> object:
-    """Registers ``address`` as the run's ``replay`` service (``None`` without Redis)."""
-    if not config.coord.redis_url:
-        return None
-    try:
-        from herd.coord import register_service
-    except ImportError:  # herd.coord not there yet: run without discovery
-        log.warning("herd.coord.register_service unavailable: not registering", extra={"address": address})
-        return None
-    return register_service(config.coord, "replay", address)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -151,8 +151,26 @@ def encode_map(mapping: Mapping[str, ArrayLike], *, out: Optional[TensorMap] = N
 # ---------------------------------------------------------------------------- decode
 
 
+ITEMSIZE: dict[int, int] = {spec.enum: spec.itemsize for spec in _SPECS}
+"""Element size in bytes of every wire dtype (``tensor_pb2.DType`` value -> bytes)."""
+
+
+def tensor_nbytes(dtype: int, shape: Sequence[int], *, name: str = "tensor") -> int:
+    """Byte size of a ``dtype`` tensor of ``shape``, validating both (``WireError`` naming ``name``)."""
+    spec, shape = _check_spec(dtype, shape, name)
+    return spec.itemsize * math.prod(shape)
+
+
 def _validate(dtype: int, shape: Sequence[int], nbytes: int, name: str) -> tuple[_DType, tuple[int, ...]]:
     """Checks a tensor's dtype, shape and byte length; returns its dtype spec and shape."""
+    spec, shape = _check_spec(dtype, shape, name)
+    expected = spec.itemsize * math.prod(shape)
+    if nbytes != expected:
+        raise WireError(f"tensor {name!r}: {nbytes} bytes, expected {expected} for {_describe(spec, shape)}")
+    return spec, shape
+
+
+def _check_spec(dtype: int, shape: Sequence[int], name: str) -> tuple[_DType, tuple[int, ...]]:
     spec = _DTYPES.get(dtype)
     if spec is None:
         what = "unspecified (0)" if dtype == tensor_pb2.DTYPE_UNSPECIFIED else f"unknown value {dtype}"
@@ -167,9 +185,6 @@ def _validate(dtype: int, shape: Sequence[int], nbytes: int, name: str) -> tuple
         extent *= max(d, 1)
         if extent > MAX_TENSOR_BYTES:
             raise WireError(f"tensor {name!r}: absurd shape {list(shape)} (over {MAX_TENSOR_BYTES} bytes)")
-    expected = spec.itemsize * math.prod(shape)
-    if nbytes != expected:
-        raise WireError(f"tensor {name!r}: {nbytes} bytes, expected {expected} for {_describe(spec, shape)}")
     return spec, shape
 
 
