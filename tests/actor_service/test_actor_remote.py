@@ -1,9 +1,6 @@
 """The actor loop over real gRPC: unrolls reach the learner exactly as the actor recorded them,
 even though the actor reuses its buffer while inserts are still in flight."""
 
-import threading
-import time
-
 import numpy as np
 import pytest
 
@@ -14,6 +11,7 @@ from herd.agents.impala.config import ImpalaConfig
 from herd.envs.batched import make_batched_env
 from herd.envs.registry import env_spec
 from herd.interfaces import Params
+from herd.testing.servers import ServiceThread
 from replay_service.client import ReplayClient
 from replay_service.config import ReplayServiceConfig, TableConfig
 from replay_service.main import serve
@@ -41,17 +39,9 @@ class _FixedParams:
 
 @pytest.fixture
 def replay_address():
-    ports, stop = [], threading.Event()
-    config = ReplayServiceConfig(tables=(TableConfig.queue("trajectories", 512),))
-    thread = threading.Thread(target=serve, args=(config,), kwargs={"stop_event": stop, "on_ready": ports.append},
-                              daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not ports and time.monotonic() < deadline:
-        time.sleep(0.02)
-    yield f"127.0.0.1:{ports[0]}"
-    stop.set()
-    thread.join(10)
+    server = ServiceThread(serve, ReplayServiceConfig(tables=(TableConfig.queue("trajectories", 512),)))
+    yield server.address
+    server.stop()
 
 
 def test_unrolls_arrive_unchanged_with_inserts_in_flight(replay_address):

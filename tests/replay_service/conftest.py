@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Callable, Iterator
 
 import grpc
@@ -10,6 +9,7 @@ import numpy as np
 import pytest
 
 from herd.options import ServerOptions
+from herd.testing.servers import ServiceThread
 from herd.v1 import replay_pb2, replay_pb2_grpc
 from replay_service.config import ReplayServiceConfig, TableConfig
 from replay_service.main import serve
@@ -24,37 +24,11 @@ TABLES = (
 )
 
 
-class RunningReplay:
-    """A server running ``serve`` in a thread; ``stop()`` shuts it down like SIGTERM would."""
+class RunningReplay(ServiceThread):
+    """A replay server running ``serve`` in a thread; ``stop()`` shuts it down like SIGTERM would."""
 
     def __init__(self, config: ReplayServiceConfig) -> None:
-        self.config = config
-        self._stop = threading.Event()
-        ready: list[int] = []
-        started = threading.Event()
-        self._errors: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                serve(config, stop_event=self._stop, on_ready=lambda port: (ready.append(port), started.set()))
-            except BaseException as exc:  # noqa: BLE001 - reported by stop()
-                self._errors.append(exc)
-                started.set()
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-        assert started.wait(10), "replay server did not start"
-        if self._errors:
-            raise self._errors[0]
-        self.port = ready[0]
-        self.address = f"127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(15)
-        assert not self._thread.is_alive(), "replay server did not stop"
-        if self._errors:
-            raise self._errors[0]
+        super().__init__(serve, config, name="replay server")
 
 
 def make_config(*, port: int = 0, tables: tuple[TableConfig, ...] = TABLES, max_message_mb: int = 64,
@@ -75,7 +49,7 @@ def start_replay() -> Iterator[Callable[..., RunningReplay]]:
 
     yield start
     for server in servers:
-        if server._thread.is_alive():
+        if server.alive:
             server.stop()
 
 
