@@ -13,6 +13,7 @@ from actor_service.loop import Actor
 from herd.control import PauseGate, parse_reload
 from herd.types import EpisodeRecord
 from herd.v1 import actor_pb2, actor_pb2_grpc, common_pb2
+from herd.wire.pausable import PausableServicer
 from herd.wire.status import rpc_errors
 
 
@@ -42,7 +43,7 @@ class EpisodeWindow:
             self._rate_mark = (now, env_steps)
 
 
-class ActorServicer(actor_pb2_grpc.ActorServiceServicer):
+class ActorServicer(PausableServicer, actor_pb2_grpc.ActorServiceServicer):
     """Reads the running ``Actor``; pauses its loop through ``gate``."""
 
     def __init__(self, actor: Actor, gate: PauseGate, window: EpisodeWindow) -> None:
@@ -65,14 +66,6 @@ class ActorServicer(actor_pb2_grpc.ActorServiceServicer):
             paused=self.gate.paused,
             env_steps_per_second=self.window.rate,
         )
-
-    @rpc_errors
-    def Pause(self, request: Any, context: grpc.ServicerContext) -> common_pb2.PauseResponse:
-        return common_pb2.PauseResponse(was_paused=self.gate.pause(request.reason))
-
-    @rpc_errors
-    def Resume(self, request: Any, context: grpc.ServicerContext) -> common_pb2.ResumeResponse:
-        return common_pb2.ResumeResponse(was_paused=self.gate.resume())
 
     @rpc_errors
     def ReloadConfig(self, request: Any, context: grpc.ServicerContext) -> common_pb2.ReloadConfigResponse:

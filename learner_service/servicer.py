@@ -10,6 +10,7 @@ import grpc
 
 from herd.control import PauseGate, parse_reload
 from herd.v1 import common_pb2, learner_pb2, learner_pb2_grpc
+from herd.wire.pausable import PausableServicer
 from herd.wire.status import rpc_errors
 from learner_service.learner import Learner
 
@@ -30,7 +31,7 @@ HOT_AGENT_FIELDS = (
 )
 
 
-class LearnerServicer(learner_pb2_grpc.LearnerServiceServicer):
+class LearnerServicer(PausableServicer, learner_pb2_grpc.LearnerServiceServicer):
     """Reads the running ``Learner``; pauses its loop through ``gate``."""
 
     def __init__(
@@ -61,14 +62,6 @@ class LearnerServicer(learner_pb2_grpc.LearnerServiceServicer):
             holds_lease=holder == self.learner_id,
             policy_lag=float(stats.last_metrics.get("policy_lag", 0.0)),
         )
-
-    @rpc_errors
-    def Pause(self, request: Any, context: grpc.ServicerContext) -> common_pb2.PauseResponse:
-        return common_pb2.PauseResponse(was_paused=self.gate.pause(request.reason))
-
-    @rpc_errors
-    def Resume(self, request: Any, context: grpc.ServicerContext) -> common_pb2.ResumeResponse:
-        return common_pb2.ResumeResponse(was_paused=self.gate.resume())
 
     @rpc_errors
     def ReloadConfig(self, request: Any, context: grpc.ServicerContext) -> common_pb2.ReloadConfigResponse:
