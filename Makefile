@@ -11,9 +11,9 @@ $(STAMP): pyproject.toml constraints.txt scripts/setup.sh
 	bash scripts/setup.sh
 	touch $(STAMP)
 
-## The main job: IMPALA on CartPole-v1 with the embedded defaults.
+## The main job: IMPALA on CartPole-v1 on a local cluster (Redis + 4 services as processes), embedded defaults.
 run: setup
-	$(VENV)/bin/herd train --env gym:CartPole-v1 --actors 2 --steps 500000 --seed 1
+	$(VENV)/bin/herd up --env gym:CartPole-v1 --actors 2 --steps 500000 --seed 1
 
 ## The whole suite: fast unit tests first, then integration and learning smoke tests.
 test: setup

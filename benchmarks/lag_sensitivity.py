@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--lag-batches", type=int, default=4)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--steps", type=int, default=500_000)
+    parser.add_argument("--trace-every", type=int, default=0, help="print diagnostics every N learner steps")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     cfg, info = load_run_config(None, {"steps": args.steps, "seed": args.seed}, hc.parse_overrides(args.overrides))
@@ -54,7 +55,14 @@ def main() -> None:
         for actor in actors:
             steps += actor.run_unroll()
         while table.info().size >= agent.batch_size * (1 + args.lag_batches):
-            lags.append(learner.step()["policy_lag"])
+            m = learner.step()
+            lags.append(m["policy_lag"])
+            if args.trace_every and learner.stats.steps % args.trace_every == 0:
+                print(json.dumps({"step": learner.stats.steps, "env_steps": steps,
+                                  "return": round(float(np.mean(returns[-100:] or [0])), 1),
+                                  **{k: round(m[k], 3) for k in ("policy_lag", "mean_entropy", "mean_rho",
+                                                                  "mean_clipped_fraction", "grad_norm",
+                                                                  "mean_value", "mean_pg_advantage") if k in m}}))
     print(json.dumps({
         "lag_batches": args.lag_batches, "seed": args.seed, "overrides": args.overrides, "env_steps": steps,
         "mean_policy_lag": round(float(np.mean(lags)), 2),

@@ -21,6 +21,7 @@ class LearnerServiceConfig:
     param_name: str = option("policy", "name the weights are published under")
     prefetch: int = option(1, "batches fetched ahead of the update in a background thread")
     lease_ttl_seconds: float = option(5.0, "learner lease TTL in Redis (one publishing learner)")
+    log_every_seconds: float = option(5.0, "seconds between 'learner progress' log lines (0 = none)")
 
     def __post_init__(self) -> None:
         for name in ("checkpoint_every", "keep_checkpoints", "prefetch"):

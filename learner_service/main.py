@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from typing import Callable, Optional
 
 import torch
@@ -79,6 +80,35 @@ class _PrefetchedSource:
     def close(self) -> None:
         self._closed.set()
         self._thread.join(timeout=5.0)
+
+
+class _MetricsWindow:
+    """Means of the update metrics over the last ``every_seconds``, for a periodic log line."""
+
+    KEYS = ("policy_lag", "batch_wait_seconds", "total_loss", "mean_entropy", "grad_norm", "mean_rho")
+
+    def __init__(self, every_seconds: float) -> None:
+        self.every_seconds = every_seconds
+        self._sums: dict[str, float] = {}
+        self._count = 0
+        self._since = time.monotonic()
+
+    def add(self, metrics: dict[str, float]) -> Optional[dict[str, float]]:
+        """Adds one update's metrics; returns the window's means when it is due, else None."""
+        if self.every_seconds <= 0:
+            return None
+        self._count += 1
+        for key in self.KEYS:
+            if key in metrics:
+                self._sums[key] = self._sums.get(key, 0.0) + float(metrics[key])
+        now = time.monotonic()
+        if now - self._since < self.every_seconds:
+            return None
+        summary = {f"mean_{k}" if not k.startswith("mean_") else k: round(v / self._count, 4)
+                   for k, v in self._sums.items()}
+        summary["updates_per_second"] = round(self._count / (now - self._since), 1)
+        self._sums, self._count, self._since = {}, 0, now
+        return summary
 
 
 def serve(
@@ -179,6 +209,7 @@ def serve(
             log.info("checkpoint", extra={"path": path, "learner_step": learner.stats.steps})
 
     last_ckpt = learner.stats.steps
+    window = _MetricsWindow(every_seconds=config.log_every_seconds)
     run_stopped = PolledFlag(coordinator.should_stop if coordinator is not None else None)
     try:
         while not stop.is_set():
@@ -188,9 +219,12 @@ def serve(
             if run_stopped.is_set():
                 break
             try:
-                learner.step()
+                metrics = learner.step()
             except TimeoutError:
                 continue  # no data yet (actors starting, replay restarting)
+            summary = window.add(metrics)
+            if summary is not None:
+                log.info("learner progress", extra={"learner_step": learner.stats.steps, **summary})
             if reporter is not None:
                 reporter.add(learner_steps=1, learner_frames=run.agent.unroll_length * run.agent.batch_size)
             if learner.stats.steps - last_ckpt >= config.checkpoint_every:

@@ -57,6 +57,36 @@ def policy_gradient_loss(logits: Tensor, actions: Tensor, advantages: Tensor, ma
     return -torch.where(mask, per_step, torch.zeros_like(per_step)).sum()
 
 
+def clipped_policy_gradient_loss(
+    logits: Tensor,
+    behaviour_logits: Tensor,
+    actions: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    epsilon: float,
+) -> Tensor:
+    """``-Σ_{t,b} mask · min(r_t A_t, clip(r_t, 1-ε, 1+ε) A_t)`` with ``r_t = π(a_t|x_t) / μ(a_t|x_t)``.
+
+    The clipped surrogate of PPO (Schulman et al. 2017) taken against the
+    *behaviour* policy μ, as asynchronous PPO does: once the learner's policy has
+    moved more than ``ε`` from the policy that acted on a step, in the direction
+    its advantage favours, that step stops pushing. Under policy lag this keeps
+    stale data from driving the policy past where it already went (the
+    overshoot-and-collapse that a plain ρ-weighted gradient shows). ``advantages``
+    are constants, ``behaviour_logits`` get no gradient.
+    """
+    if epsilon <= 0:
+        raise ValueError(f"epsilon must be > 0, got {epsilon}")
+    _check_mask(mask, logits.shape[:2])
+    log_pi_a = vtrace.action_log_probs(logits, actions)
+    with torch.no_grad():
+        log_mu_a = vtrace.action_log_probs(behaviour_logits, actions)
+    ratio = torch.exp(torch.where(mask, log_pi_a - log_mu_a, torch.zeros_like(log_pi_a)))
+    adv = advantages.detach()
+    surrogate = torch.minimum(ratio * adv, ratio.clamp(1.0 - epsilon, 1.0 + epsilon) * adv)
+    return -torch.where(mask, surrogate, torch.zeros_like(surrogate)).sum()
+
+
 def baseline_loss(vs_minus_v: Tensor, mask: Tensor) -> Tensor:
     """``0.5 Σ_{t,b} mask · (v_s - V(x_s))²``: the value regression term.
 
@@ -92,6 +122,8 @@ def impala_loss(
     clip_rho_threshold: Optional[float] = 1.0,
     clip_pg_rho_threshold: Optional[float] = 1.0,
     lambda_: float = 1.0,
+    policy_loss: str = "vtrace",
+    ratio_clip: float = 0.2,
 ) -> ImpalaLossOutput:
     """The full IMPALA loss on one batch (summed over ``T`` and ``B``).
 
@@ -104,7 +136,13 @@ def impala_loss(
       rewards: ``[T, B]`` reward of the transition ``x_t -> x_{t+1}``.
       discounts: ``[T, B]`` ``γ · d_{t+1}`` (0 at a terminal).
       mask: ``[T, B]`` bool, False where ``t`` is not a real transition.
+      policy_loss: ``"vtrace"`` — the paper's ``-Σ ρ̄_s A_s log π`` with V-trace
+        advantages — or ``"clipped"`` — :func:`clipped_policy_gradient_loss` on the
+        advantages ``r_s + γ_s v_{s+1} - V(x_s)`` (V-trace targets, no ρ factor:
+        the surrogate's own ratio weights them), with clip ``ratio_clip``.
     """
+    if policy_loss not in ("vtrace", "clipped"):
+        raise ValueError(f"policy_loss must be 'vtrace' or 'clipped', got {policy_loss!r}")
     if target_logits.dim() != 3 or behaviour_logits.shape != target_logits.shape:
         raise ValueError(
             "target_logits and behaviour_logits must both be [T, B, A], got "
@@ -140,7 +178,13 @@ def impala_loss(
         lambda_=lambda_,
     )
 
-    pg = policy_gradient_loss(target_logits, actions, returns.pg_advantages, mask)
+    if policy_loss == "vtrace":
+        pg = policy_gradient_loss(target_logits, actions, returns.pg_advantages, mask)
+    else:
+        with torch.no_grad():
+            vs_tp1 = torch.cat([returns.vs[1:], bootstrap_value.detach()[None]], dim=0)
+            advantages = rewards + discounts * vs_tp1 - values.detach()
+        pg = clipped_policy_gradient_loss(target_logits, behaviour_logits, actions, advantages, mask, ratio_clip)
     bl = baseline_loss(returns.vs - values, mask)
     ent = entropy_loss(target_logits, mask)
     total = pg + baseline_cost * bl + entropy_cost * ent

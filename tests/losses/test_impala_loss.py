@@ -185,3 +185,89 @@ def test_all_masked_is_zero_and_finite() -> None:
 def test_bad_inputs_raise(override: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         impala.impala_loss(**{**make_batch(), **override})
+
+
+# -- the clipped (PPO-style) policy loss against the behaviour policy ------------------------------
+
+
+def _numpy_clipped(z: np.ndarray, zb: np.ndarray, a: np.ndarray, adv: np.ndarray, m: np.ndarray, eps: float):
+    """Loss and d loss / d logits of −Σ m·min(r A, clip(r, 1−ε, 1+ε) A), derived by hand."""
+    p, mu = softmax(z), softmax(zb)
+    pa = np.take_along_axis(p, a[..., None], axis=-1)[..., 0]
+    mua = np.take_along_axis(mu, a[..., None], axis=-1)[..., 0]
+    r = pa / mua
+    unclipped, clipped = r * adv, np.clip(r, 1 - eps, 1 + eps) * adv
+    loss = -(np.minimum(unclipped, clipped) * m).sum()
+    # The min picks the unclipped branch (gradient r·A·∇log π) unless the clipped one is
+    # strictly smaller, and the clipped branch has zero gradient outside [1−ε, 1+ε].
+    active = (unclipped <= clipped) | ((r > 1 - eps) & (r < 1 + eps))
+    coeff = -(r * adv * m * active)
+    grad = coeff[..., None] * (np.eye(z.shape[-1])[a] - p)
+    return loss, grad, active
+
+
+def test_clipped_policy_loss_and_gradient_match_hand_formula() -> None:
+    batch = make_batch(3)
+    logits, mask, actions = batch["target_logits"], batch["mask"], batch["actions"]
+    # Behaviour logits near the target's, so steps fall on both sides of the clip range.
+    rng = np.random.default_rng(4)
+    behaviour = logits.detach() + torch.tensor(rng.normal(scale=0.4, size=(T, B, A)))
+    advantages = torch.tensor(rng.normal(size=(T, B)))
+    loss = impala.clipped_policy_gradient_loss(logits, behaviour, actions, advantages, mask, epsilon=0.2)
+    (grad,) = torch.autograd.grad(loss, logits)
+
+    want_loss, want_grad, active = _numpy_clipped(
+        logits.detach().numpy(), behaviour.numpy(), actions.numpy(), advantages.numpy(), mask.numpy(), 0.2
+    )
+    np.testing.assert_allclose(loss.item(), want_loss, rtol=1e-10)
+    np.testing.assert_allclose(grad.numpy(), want_grad, rtol=1e-8, atol=1e-12)
+    assert 0 < (~active & mask.numpy()).sum() < mask.numpy().sum()  # both branches exercised
+
+
+def test_clipped_policy_loss_stops_pushing_past_the_clip() -> None:
+    # One step, action 0 already 3x as likely as under the behaviour policy, positive advantage:
+    # a V-trace gradient would push further (ρ clipped at 1, not 0); the clipped loss stops.
+    logits = torch.tensor([[[2.0, 0.0]]], requires_grad=True)
+    behaviour = torch.tensor([[[0.0, 0.0]]])
+    actions, mask = torch.tensor([[0]]), torch.tensor([[True]])
+    for adv, pushes in ((1.0, False), (-1.0, True)):  # a negative advantage still pulls it back
+        loss = impala.clipped_policy_gradient_loss(logits, behaviour, actions, torch.tensor([[adv]]), mask, 0.2)
+        (grad,) = torch.autograd.grad(loss, logits)
+        assert bool(grad.abs().sum() > 0) is pushes
+
+
+def test_clipped_on_policy_equals_vtrace_gradient() -> None:
+    # On-policy (μ = π) the ratio is 1 inside the clip range: the gradient is the plain
+    # policy gradient A ∇log π, the same as the V-trace loss gives with ρ = 1.
+    batch = make_batch(5)
+    batch["behaviour_logits"] = batch["target_logits"].detach().clone()
+    v = impala.impala_loss(**batch, policy_loss="vtrace")
+    c = impala.impala_loss(**batch, policy_loss="clipped", ratio_clip=0.1)
+    gv = torch.autograd.grad(v.pg_loss, batch["target_logits"])[0]
+    gc = torch.autograd.grad(c.pg_loss, batch["target_logits"])[0]
+    torch.testing.assert_close(gv, gc, rtol=1e-9, atol=1e-12)
+
+
+def test_clipped_advantages_are_vtrace_targets_without_rho() -> None:
+    batch = make_batch(6)
+    out = impala.impala_loss(**batch, policy_loss="clipped", ratio_clip=1e9)  # no clipping: Σ r A log-grad
+    m = batch["mask"]
+    ret = vtrace.from_importance_weights(
+        torch.where(m, vtrace.action_log_probs(batch["target_logits"].detach(), torch.where(m, batch["actions"], 0))
+                    - vtrace.action_log_probs(batch["behaviour_logits"], torch.where(m, batch["actions"], 0)),
+                    -torch.inf),
+        torch.where(m, batch["discounts"], 0.0), torch.where(m, batch["rewards"], 0.0),
+        batch["values"].detach(), batch["bootstrap_value"],
+    )  # fmt: skip
+    vs_tp1 = np.concatenate([ret.vs.numpy()[1:], batch["bootstrap_value"].numpy()[None]])
+    adv = (np.where(m, batch["rewards"], 0) + np.where(m, batch["discounts"], 0) * vs_tp1
+           - batch["values"].detach().numpy())  # fmt: skip
+    z, zb, a = batch["target_logits"].detach().numpy(), batch["behaviour_logits"].numpy(), batch["actions"].numpy()
+    want, _, _ = _numpy_clipped(z, zb, np.where(m, a, 0), adv, m.numpy(), 1e9)
+    np.testing.assert_allclose(out.pg_loss.item(), want, rtol=1e-10)
+
+
+@pytest.mark.parametrize("kwargs, message", [({"policy_loss": "ppo"}, "policy_loss"), ({"policy_loss": "clipped", "ratio_clip": 0.0}, "epsilon")])
+def test_clipped_bad_arguments(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        impala.impala_loss(**make_batch(), **kwargs)

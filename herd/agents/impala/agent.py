@@ -149,6 +149,8 @@ class ImpalaUpdater:
             clip_rho_threshold=cfg.clip_rho_threshold,
             clip_pg_rho_threshold=cfg.clip_pg_rho_threshold,
             lambda_=cfg.lambda_,
+            policy_loss=cfg.policy_loss,
+            ratio_clip=cfg.ratio_clip,
         )
 
         lr = self.learning_rate()
