@@ -67,6 +67,7 @@ def serve(
 ) -> None:
     """Acts until ``stop_event``, SIGTERM, or the run's stop flag."""
     from herd import coord as hcoord
+    from actor_service.param_sync import BackgroundFetcher
     from param_server.client import ParamClient
     from replay_service.client import ReplayClient
 
@@ -80,6 +81,7 @@ def serve(
     replay = ReplayClient(hcoord.resolve_address(config.coord, "replay", timeout=60.0))
     params = ParamClient(hcoord.resolve_address(config.coord, "params", timeout=60.0))
     writer = PipelinedWriter(replay.table(config.table), config.max_in_flight)
+    fetcher = BackgroundFetcher(params, config.param_name)  # fetches overlap with acting
     window = EpisodeWindow()
 
     def on_episode(record: EpisodeRecord) -> None:
@@ -94,7 +96,7 @@ def serve(
         env,
         ImpalaPolicy(run.agent, info, seed=seed),
         writer,
-        params,
+        fetcher,
         run.agent.unroll_length,
         actor_id=actor_id,
         task=info.task,
@@ -139,5 +141,6 @@ def serve(
         running.stop(config.server.grace_seconds)
         if registration is not None:
             registration.close()
+        fetcher.close()
         replay.close()
         params.close()

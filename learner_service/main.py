@@ -25,6 +25,7 @@ from herd.v1 import learner_pb2
 from herd.wire.server import install_stop_signals, start_server
 from learner_service.config import LearnerServiceConfig
 from learner_service.learner import Learner, latest_checkpoint, prune_checkpoints
+from learner_service.publisher import AsyncPublisher
 
 log = logging.getLogger("herd.learner")
 
@@ -149,10 +150,11 @@ def serve(
                 return
     gate = PauseGate()
     updater = ImpalaUpdater(run.agent, info, total_env_steps=run.steps, seed=run.seed)
+    publisher = AsyncPublisher(params)  # an update never waits on a publish round trip
     learner = Learner(
         updater,
         source,
-        params,
+        publisher,
         run.agent.batch_size,
         publish_every=run.agent.publish_every,
         param_name=config.param_name,
@@ -172,6 +174,7 @@ def serve(
     if latest is not None:
         learner.published_version = max(learner.published_version, latest.version)
     learner.publish()
+    publisher.flush(timeout=30.0)  # actors wait for this first version
 
     reporter = hcoord.Reporter(coordinator) if coordinator is not None else None
     if coordinator is not None:
@@ -233,6 +236,7 @@ def serve(
     finally:
         log.info("learner stopping", extra={"learner_step": learner.stats.steps})
         source.close()
+        publisher.close(timeout=5.0)  # the last weights reach the server before the checkpoint names them
         save()
         if reporter is not None:
             reporter.close()
