@@ -284,6 +284,10 @@ def find_all(docs, kind):
     ({"redis": {"enabled": False, "external": {"url": "redis://user:pw@host:6379/0"}}}, "without credentials"),
     ({"tls": {"enabled": True}}, "tls.existingSecret is required"),
     ({"token": {"enabled": True}}, "token.existingSecret is required"),
+    # values.schema.json
+    ({"actor": {"replicas": "many"}}, "/actor/replicas"),
+    ({"actors": {"replicas": 3}}, "'actors' not allowed"),
+    ({"redis": {"auth": {"password": "p@ss/word"}}}, "/redis/auth/password"),
 ])
 def test_bad_values_fail_with_a_message(chart, values, message):
     import helm_python
