@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import sys
 from typing import Any, Optional, Sequence
 
@@ -81,7 +82,10 @@ def _add_serve_parser(sub: Any) -> None:
     serve.add_argument("--config", default=_env("config"), metavar="RUN.yaml", help="the run's config file")
     serve.add_argument("--host", default=_env("host", "127.0.0.1"), help="bind address (0.0.0.0 in containers)")
     serve.add_argument("--port", default=_env("port", "0"), help="gRPC port (0 = any free port)")
-    serve.add_argument("--advertise-host", default=_env("advertise_host", ""), help="host name others dial")
+    serve.add_argument(
+        "--advertise-host", default=_env("advertise_host", ""),
+        help="host name others dial; 'auto' = this machine's host name (scaled containers)",
+    )
     serve.add_argument("--max-message-mb", default=_env("max_message_mb", "64"), help="largest gRPC message, MiB")
     serve.add_argument("--redis-url", default=_env("redis_url", ""), help="Redis URL (redis://:password@host:port/db)")
     serve.add_argument("--run-id", default=_env("run_id", "default"), help="run id (Redis namespace)")
@@ -172,7 +176,8 @@ def _service_config(args: argparse.Namespace, run: Any) -> Any:
 
     server = hc.build(
         ServerOptions,
-        {"host": args.host, "port": args.port, "advertise_host": args.advertise_host,
+        {"host": args.host, "port": args.port,
+         "advertise_host": socket.gethostname() if args.advertise_host == "auto" else args.advertise_host,
          "max_message_mb": args.max_message_mb},
         prefix="server.",
     )

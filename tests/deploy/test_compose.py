@@ -97,6 +97,7 @@ def test_compose_runs_what_herd_up_runs(config, tmp_path):
             assert parsed["advertise_host"] == name  # what herd status shows and dials
         else:
             assert parsed["actor_index"] == "auto"  # scaled replicas claim distinct indices
+            assert parsed["advertise_host"] == "auto"  # each replica under its own host name
         # One run config file, mounted where HERD_CONFIG points.
         binds = {v["target"]: v for v in svc["volumes"] if v["type"] == "bind"}
         assert parsed["config"] in binds, f"{name}: {parsed['config']} is not mounted"

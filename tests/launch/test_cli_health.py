@@ -75,3 +75,11 @@ def test_auto_actor_index_needs_redis():
         _actor_config(["--actor-index", "auto"])
     with pytest.raises(ValueError, match="cannot claim an index from Redis at redis://:\\*\\*\\*@127.0.0.1:1/0"):
         _actor_config(["--actor-index", "auto", "--redis-url", "redis://:secret@127.0.0.1:1/0"])
+
+
+def test_auto_advertise_host_is_the_host_name():
+    import socket
+
+    assert _actor_config(["--advertise-host", "auto", "--host", "0.0.0.0"]).server.address(50051) == (
+        f"{socket.gethostname()}:50051")
+    assert _actor_config(["--host", "0.0.0.0"]).server.address(50051) == "127.0.0.1:50051"
