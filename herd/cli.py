@@ -226,7 +226,8 @@ def _claim_actor_index(coord: Any) -> int:
         with Coordinator(coord.redis_url, coord.run_id) as coordinator:
             return coordinator.incr(actor_indices=1)["actor_indices"] - 1
     except Exception as e:  # noqa: BLE001 - Redis errors: say what failed, not a traceback
-        raise ValueError(f"--actor-index auto: cannot claim an index from Redis at {redact(coord.redis_url)}: {e}") from e
+        where = redact(coord.redis_url)
+        raise ValueError(f"--actor-index auto: cannot claim an index from Redis at {where}: {e}") from e
 
 
 def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
