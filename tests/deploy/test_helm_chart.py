@@ -38,7 +38,8 @@ SCENARIOS = {
     "gpu-learner": {
         "image": {"tag": "cu128"},
         "learner": {
-            "resources": {"requests": {"cpu": "4", "memory": "16Gi"}, "limits": {"memory": "32Gi", "nvidia.com/gpu": 1}},
+            "resources": {"requests": {"cpu": "4", "memory": "16Gi"},
+                          "limits": {"memory": "32Gi", "nvidia.com/gpu": 1}},
             "nodeSelector": {"nvidia.com/gpu.present": "true"},
             "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
         },
@@ -238,7 +239,8 @@ def test_tls_and_token_come_from_secrets(chart):
 def test_service_monitor_selects_the_metrics_services(chart):
     docs = render(chart, SCENARIOS["tls-token-monitor"])
     (monitor,) = find(docs, "ServiceMonitor")
-    assert monitor["apiVersion"] == "monitoring.coreos.com/v1" and monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
     selector = monitor["spec"]["selector"]["matchLabels"]
     selected = [d for d in docs if d["kind"] == "Service"
                 and all(d["metadata"]["labels"].get(k) == v for k, v in selector.items())]
