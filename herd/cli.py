@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import sys
 from typing import Any, Optional, Sequence
 
@@ -51,10 +52,20 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--redis-url", dest="redis_url", default=os.environ.get("HERD_REDIS_URL"))
     status.add_argument("--run-id", dest="run_id", default=os.environ.get("HERD_RUN_ID"))
     status.add_argument("--json", action="store_true", help="print JSON")
+    health = sub.add_parser(
+        "health", help="exit 0 only if a service's standard gRPC health check says SERVING (container probes)"
+    )
+    health.add_argument(
+        "--address", default=f"127.0.0.1:{_env('port') or DEFAULT_CONTAINER_PORT}",
+        help="host:port of the service (default 127.0.0.1:$HERD_PORT, else :%d)" % DEFAULT_CONTAINER_PORT,
+    )
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the answer")
+    health.add_argument("--service", default="", help="service name to ask about (default: the whole server)")
     return parser
 
 
 SERVE_KINDS = ("replay", "params", "learner", "actor")
+DEFAULT_CONTAINER_PORT = 50051  # the gRPC port of every service in docker-compose and the Helm chart
 
 
 def _env(name: str, default: Optional[str] = None) -> Optional[str]:
@@ -71,7 +82,10 @@ def _add_serve_parser(sub: Any) -> None:
     serve.add_argument("--config", default=_env("config"), metavar="RUN.yaml", help="the run's config file")
     serve.add_argument("--host", default=_env("host", "127.0.0.1"), help="bind address (0.0.0.0 in containers)")
     serve.add_argument("--port", default=_env("port", "0"), help="gRPC port (0 = any free port)")
-    serve.add_argument("--advertise-host", default=_env("advertise_host", ""), help="host name others dial")
+    serve.add_argument(
+        "--advertise-host", default=_env("advertise_host", ""),
+        help="host name others dial; 'auto' = this machine's host name (scaled containers)",
+    )
     serve.add_argument("--max-message-mb", default=_env("max_message_mb", "64"), help="largest gRPC message, MiB")
     serve.add_argument("--redis-url", default=_env("redis_url", ""), help="Redis URL (redis://:password@host:port/db)")
     serve.add_argument("--run-id", default=_env("run_id", "default"), help="run id (Redis namespace)")
@@ -80,7 +94,10 @@ def _add_serve_parser(sub: Any) -> None:
     serve.add_argument("--params-address", default=_env("params_address", ""), help="static params host:port")
     serve.add_argument("--checkpoint-dir", default=_env("checkpoint_dir", ""), help="replay/learner checkpoints")
     serve.add_argument("--data-dir", default=_env("data_dir", ""), help="parameter server persistence")
-    serve.add_argument("--actor-index", default=_env("actor_index", "0"), help="actor index (seeds its envs)")
+    serve.add_argument(
+        "--actor-index", default=_env("actor_index", "0"),
+        help="actor index (seeds its envs); 'auto' claims the next free one from Redis (scaled replicas)",
+    )
     serve.add_argument("--log-level", default=_env("log_level", "info"))
     serve.add_argument("overrides", nargs="*", metavar="key=value", help="run config overrides")
 
@@ -114,6 +131,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _serve(parser, args)
     if args.command == "status":
         return _status(parser, args)
+    if args.command == "health":
+        return _health(args)
     try:
         config, info = _resolve(args)
         if args.command == "config":
@@ -157,7 +176,8 @@ def _service_config(args: argparse.Namespace, run: Any) -> Any:
 
     server = hc.build(
         ServerOptions,
-        {"host": args.host, "port": args.port, "advertise_host": args.advertise_host,
+        {"host": args.host, "port": args.port,
+         "advertise_host": socket.gethostname() if args.advertise_host == "auto" else args.advertise_host,
          "max_message_mb": args.max_message_mb},
         prefix="server.",
     )
@@ -186,8 +206,28 @@ def _service_config(args: argparse.Namespace, run: Any) -> Any:
         )
     from actor_service.config import ActorServiceConfig
 
-    index = hc.build(ActorServiceConfig, {"actor_index": args.actor_index}).actor_index
+    if args.actor_index == "auto":
+        index = _claim_actor_index(coord)
+    else:
+        index = hc.build(ActorServiceConfig, {"actor_index": args.actor_index}).actor_index
     return ActorServiceConfig(server=server, coord=coord, actor_index=index)
+
+
+def _claim_actor_index(coord: Any) -> int:
+    """``--actor-index auto``: replicas of one container spec (``docker compose --scale``, a
+    Kubernetes Deployment) share their flags, so each claims the next index of its run
+    from Redis; without distinct indices every actor would step the same seeds."""
+    if not coord.redis_url:
+        raise ValueError("--actor-index auto needs --redis-url (indices are claimed from Redis)")
+    from herd.coord import Coordinator
+    from herd.coord.coordinator import redact
+
+    try:
+        with Coordinator(coord.redis_url, coord.run_id) as coordinator:
+            return coordinator.incr(actor_indices=1)["actor_indices"] - 1
+    except Exception as e:  # noqa: BLE001 - Redis errors: say what failed, not a traceback
+        where = redact(coord.redis_url)
+        raise ValueError(f"--actor-index auto: cannot claim an index from Redis at {where}: {e}") from e
 
 
 def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -234,6 +274,16 @@ def _status(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error(str(e))
     status = cluster_status(redis_url, run_id, redis_pid)
     print(json.dumps(status, indent=2) if args.json else format_table(status))
+    return 0
+
+
+def _health(args: argparse.Namespace) -> int:
+    from herd.wire.health import check_health
+
+    status = check_health(args.address, args.service, timeout=args.timeout)
+    if status != "SERVING":
+        print(f"herd health: {args.address}: {status}", file=sys.stderr)
+        return 1
     return 0
 
 

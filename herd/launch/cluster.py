@@ -10,6 +10,7 @@ everything in order when ``--steps`` is reached or on Ctrl-C / SIGTERM.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -43,20 +44,40 @@ def _serve_argv(kind: str, run_dir: str, redis_url: str, run_id: str, *extra: st
     ]
 
 
-def service_specs(config: RunConfig, run_dir: str, redis_url: str, run_id: str) -> list[ServiceSpec]:
-    """The services of a local cluster, in start order (stop order is the reverse)."""
-    specs = [
-        ServiceSpec("params", "params", _serve_argv("params", run_dir, redis_url, run_id,
-                                                   "--data-dir", os.path.join(run_dir, "params"))),
-        ServiceSpec("replay", "replay", _serve_argv("replay", run_dir, redis_url, run_id,
-                                                   "--checkpoint-dir", os.path.join(run_dir, "replay"))),
-        ServiceSpec("learner", "learner", _serve_argv("learner", run_dir, redis_url, run_id,
-                                                     "--checkpoint-dir", os.path.join(run_dir, "checkpoints"))),
+@dataclasses.dataclass(frozen=True)
+class ServicePlan:
+    """One service of a cluster, independent of where it runs.
+
+    ``herd up`` turns it into a process, ``docker-compose.yml`` and the Helm chart
+    into containers (their tests compare against it). Listening address, Redis and
+    peer addresses are the runner's business; ``dirs`` names the directory flags by
+    role: a subdirectory of the run dir here, a named volume or a PVC there.
+    """
+
+    name: str  # e.g. "replay", "actor-1"
+    kind: str  # replay | params | learner | actor
+    args: tuple[str, ...] = ()  # further `herd serve` flags, e.g. ("--actor-index", "0")
+    dirs: tuple[tuple[str, str], ...] = ()  # (flag, role), e.g. ("--data-dir", "params")
+
+
+def service_plan(config: RunConfig) -> list[ServicePlan]:
+    """The services of a run, in start order (stop order is the reverse)."""
+    plans = [
+        ServicePlan("params", "params", dirs=(("--data-dir", "params"),)),
+        ServicePlan("replay", "replay", dirs=(("--checkpoint-dir", "replay"),)),
+        ServicePlan("learner", "learner", dirs=(("--checkpoint-dir", "checkpoints"),)),
     ]
-    for i in range(config.actors):
-        specs.append(
-            ServiceSpec(f"actor-{i}", "actor", _serve_argv("actor", run_dir, redis_url, run_id, "--actor-index", str(i)))
-        )
+    plans += [ServicePlan(f"actor-{i}", "actor", ("--actor-index", str(i))) for i in range(config.actors)]
+    return plans
+
+
+def service_specs(config: RunConfig, run_dir: str, redis_url: str, run_id: str) -> list[ServiceSpec]:
+    """The services of a local cluster as processes, in start order (stop order is the reverse)."""
+    specs = []
+    for plan in service_plan(config):
+        dirs = [arg for flag, role in plan.dirs for arg in (flag, os.path.join(run_dir, role))]
+        argv = _serve_argv(plan.kind, run_dir, redis_url, run_id, *dirs, *plan.args)
+        specs.append(ServiceSpec(plan.name, plan.kind, argv))
     return specs
 
 
