@@ -21,6 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from herd.wire.channel import DEFAULT_MAX_MESSAGE_BYTES, server_options
+from herd.wire.malformed import MalformedRequests
 
 if TYPE_CHECKING:
     from herd.options import SecurityOptions
@@ -74,7 +75,8 @@ def start_server(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
         options=server_options(max_message_bytes),
-        interceptors=list(interceptors),
+        # Innermost: undecodable request bytes answer INVALID_ARGUMENT, not INTERNAL (herd.wire.malformed).
+        interceptors=[*interceptors, MalformedRequests()],
         maximum_concurrent_rpcs=None,
     )
     register(server)
