@@ -100,3 +100,31 @@ def test_local_redis_password_with_special_characters(run_id):
 def test_bad_redis_urls_named(url, match):
     with pytest.raises(ValueError, match=match):
         CoordOptions(redis_url=url)
+
+
+def test_rediss_client_certificate_in_the_url(tls_redis, run_id):
+    """A Redis that demands client certificates (tls-auth-clients yes): ssl_certfile / ssl_keyfile in the URL."""
+    _, _, files = tls_redis
+    port = free_port()
+    proc = subprocess.Popen(
+        [find_redis_server(), "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+         "--tls-cert-file", files.server_cert, "--tls-key-file", files.server_key,
+         "--tls-ca-cert-file", files.ca_cert, "--tls-auth-clients", "yes", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={urllib.parse.quote(files.ca_cert)}"
+        with_cert = f"{base}&ssl_certfile={urllib.parse.quote(files.client_cert)}" \
+                    f"&ssl_keyfile={urllib.parse.quote(files.client_key)}"
+        deadline = time.monotonic() + 10
+        ok = False
+        while not ok and time.monotonic() < deadline:
+            with Coordinator(with_cert, run_id) as coord:
+                ok = coord.ping()
+            time.sleep(0.05)
+        assert ok
+        with Coordinator(base, run_id) as coord:
+            assert not coord.ping()
+    finally:
+        proc.terminate()
+        proc.wait(10)
