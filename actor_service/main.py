@@ -78,8 +78,8 @@ def serve(
     coordinator = hcoord.Coordinator.from_options(config.coord) if config.coord.redis_url else None
     reporter = hcoord.Reporter(coordinator, interval=config.report_every_seconds) if coordinator else None
 
-    replay = ReplayClient(hcoord.resolve_address(config.coord, "replay", timeout=60.0))
-    params = ParamClient(hcoord.resolve_address(config.coord, "params", timeout=60.0))
+    replay = ReplayClient(hcoord.resolve_address(config.coord, "replay", timeout=60.0), security=config.security)
+    params = ParamClient(hcoord.resolve_address(config.coord, "params", timeout=60.0), security=config.security)
     writer = PipelinedWriter(replay.table(config.table), config.max_in_flight)
     fetcher = BackgroundFetcher(params, config.param_name)  # fetches overlap with acting
     window = EpisodeWindow()
@@ -112,6 +112,7 @@ def serve(
         host=config.server.host,
         port=config.server.port,
         max_message_bytes=config.server.max_message_bytes,
+        security=config.security,
     )
     registration = hcoord.register_service(config.coord, "actor", config.server.address(running.port))
     if on_ready is not None:

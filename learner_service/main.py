@@ -133,8 +133,8 @@ def serve(
 
     replay_address = hcoord.resolve_address(config.coord, "replay", timeout=60.0)
     params_address = hcoord.resolve_address(config.coord, "params", timeout=60.0)
-    replay = ReplayClient(replay_address)
-    params = ParamClient(params_address)
+    replay = ReplayClient(replay_address, security=config.security)
+    params = ParamClient(params_address, security=config.security)
     source = _PrefetchedSource(replay.table(config.table), run.agent.batch_size, config.prefetch)
 
     lease = None
@@ -193,6 +193,7 @@ def serve(
         host=config.server.host,
         port=config.server.port,
         max_message_bytes=config.server.max_message_bytes,
+        security=config.security,
     )
     registration = hcoord.register_service(config.coord, "learner", config.server.address(running.port))
     if on_ready is not None:

@@ -36,6 +36,7 @@ def serve(
         host=config.server.host,
         port=config.server.port,
         max_message_bytes=config.server.max_message_bytes,
+        security=config.security,
         max_workers=config.server_threads,
     )
     stop = stop_event or threading.Event()

@@ -12,7 +12,7 @@ import dataclasses
 import math
 import re
 
-from herd.options import CoordOptions, ServerOptions
+from herd.options import CoordOptions, SecurityOptions, ServerOptions
 
 from replay_service.rate_limiters import MinSize, Queue, RateLimiter, SampleToInsertRatio
 from replay_service.selectors import SELECTORS, make_selector
@@ -135,6 +135,8 @@ class ReplayServiceConfig:
     """Where the gRPC server listens and its message-size limit."""
     coord: CoordOptions = dataclasses.field(default_factory=CoordOptions)
     """Redis coordination (the server registers itself as kind ``replay``)."""
+    security: SecurityOptions = dataclasses.field(default_factory=SecurityOptions)
+    """TLS / mutual TLS and the shared token, for the server and its clients."""
     tables: tuple[TableConfig, ...] = dataclasses.field(default_factory=_default_tables)
     """The tables this server holds (default: one IMPALA queue named 'trajectories' of 64 items)."""
     checkpoint_dir: str = ""

@@ -78,6 +78,7 @@ def serve(
         host=config.server.host,
         port=config.server.port,
         max_message_bytes=config.server.max_message_bytes,
+        security=config.security,
     )
     stop = stop_event or threading.Event()
     # Insert and Sample streams run until cancelled: end them as soon as the stop is requested,

@@ -108,9 +108,16 @@ class LocalRedis:
         args = [self.executable, "--port", str(self.port), "--bind", self.host, "--save", "", "--appendonly", "no",
                 "--daemonize", "no", "--dir", self._dir.name, "--logfile", log_path]  # fmt: skip
         if self.password:
-            args += ["--requirepass", self.password]
-        self._proc = subprocess.Popen([*args, *self.extra_args], stdin=subprocess.DEVNULL,
+            # Read from stdin ("-"), not the command line, which every local user can see in ps.
+            args.insert(1, "-")
+        self._proc = subprocess.Popen([*args, *self.extra_args], stdin=subprocess.PIPE if self.password
+                                      else subprocess.DEVNULL,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        if self.password:
+            assert self._proc.stdin is not None
+            quoted = self.password.replace("\\", "\\\\").replace('"', '\\"')
+            self._proc.stdin.write(f'requirepass "{quoted}"\n'.encode())
+            self._proc.stdin.close()
         client = redis.Redis.from_url(self.url, socket_timeout=1.0, socket_connect_timeout=1.0)
         deadline = time.monotonic() + self.startup_timeout
         try:

@@ -26,6 +26,7 @@ from herd.envs.registry import EnvInfo
 from herd.fsutil import atomic_write
 from herd.launch.run_config import RunConfig
 from herd.launch.supervisor import ServiceSpec, Supervisor
+from herd.launch.tls_files import SecureFiles
 from herd.telemetry.progress import Progress
 from herd.telemetry.run_dir import RunRecorder
 from herd.types import EpisodeRecord
@@ -33,13 +34,14 @@ from herd.types import EpisodeRecord
 log = logging.getLogger(__name__)
 
 CLUSTER_FILE = "cluster.json"  # where herd status finds Redis and the run id
+SECRETS_DIR = "secrets"  # herd up --secure: CA, certificates, keys and token (herd.launch.tls_files)
 
 
 def _serve_argv(kind: str, run_dir: str, redis_url: str, run_id: str, *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "herd.cli", "serve", kind,
         "--config", os.path.join(run_dir, "config.yaml"),
-        "--redis-url", redis_url, "--run-id", run_id, "--host", "127.0.0.1", "--port", "0",
+        *(["--redis-url", redis_url] if redis_url else []), "--run-id", run_id, "--host", "127.0.0.1", "--port", "0",
         *extra,
     ]
 
@@ -71,8 +73,20 @@ def service_plan(config: RunConfig) -> list[ServicePlan]:
     return plans
 
 
-def service_specs(config: RunConfig, run_dir: str, redis_url: str, run_id: str) -> list[ServiceSpec]:
-    """The services of a local cluster as processes, in start order (stop order is the reverse)."""
+def service_specs(
+    config: RunConfig, run_dir: str, redis_url: str, run_id: str, secure: Optional[SecureFiles] = None
+) -> list[ServiceSpec]:
+    """The services of a local cluster as processes, in start order (stop order is the reverse).
+
+    With ``secure`` every service runs with mutual TLS and the token, and gets the Redis URL
+    (which then holds a password) from its environment rather than a command line others can read.
+    """
+    if secure is not None:
+        specs = service_specs(config, run_dir, "", run_id)
+        for spec in specs:
+            spec.argv += secure.serve_flags()
+            spec.env["HERD_REDIS_URL"] = redis_url
+        return specs
     specs = []
     for plan in service_plan(config):
         dirs = [arg for flag, role in plan.dirs for arg in (flag, os.path.join(run_dir, role))]
@@ -90,8 +104,13 @@ def up(
     progress: bool = True,
     tensorboard: bool = True,
     resume: bool = False,
+    secure: bool = False,
 ) -> dict[str, Any]:
-    """Runs a local cluster until ``config.steps`` env steps; returns the summary it writes."""
+    """Runs a local cluster until ``config.steps`` env steps; returns the summary it writes.
+
+    ``secure``: a throwaway CA, certificates and token in ``<run_dir>/secrets`` (new on every
+    start), mutual TLS and the token on every gRPC channel, and a password on the local Redis.
+    """
     from herd.coord import Coordinator
     from herd.coord.server import LocalRedis
 
@@ -101,9 +120,15 @@ def up(
     previous = json.load(open(cluster_path)) if resume and os.path.exists(cluster_path) else {}
     run_id = previous.get("run_id") or f"{_slug(os.path.basename(os.path.abspath(run_dir)))}-{secrets.token_hex(3)}"
 
+    secure_files = None
+    if secure:
+        from herd.launch.tls_files import write_secure_files
+
+        secure_files = write_secure_files(os.path.abspath(os.path.join(run_dir, SECRETS_DIR)))
     redis = None
     if not redis_url:
-        redis = LocalRedis(log_path=os.path.abspath(os.path.join(run_dir, "logs", "redis.log")))
+        redis = LocalRedis(log_path=os.path.abspath(os.path.join(run_dir, "logs", "redis.log")),
+                           password=secrets.token_urlsafe(24) if secure else None)
         redis.start()
         redis_url = redis.url
     coordinator = Coordinator(redis_url, run_id)
@@ -112,7 +137,7 @@ def up(
     if previous.get("counters"):
         coordinator.set_counters_max(**previous["counters"])
 
-    specs = service_specs(config, run_dir, redis_url, run_id)
+    specs = service_specs(config, run_dir, redis_url, run_id, secure_files)
     supervisor = Supervisor(specs, os.path.join(run_dir, "logs"))
     stop = threading.Event()
     previous_handlers = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -126,8 +151,9 @@ def up(
             "services": {name: supervisor.pid(name) for name in supervisor.children},
             "restarts": supervisor.restarts(),
             "counters": counters,
+            "secure": secure,
         }
-        with atomic_write(cluster_path) as f:
+        with atomic_write(cluster_path) as f:  # 0600 (mkstemp): the Redis URL may hold a password
             f.write(json.dumps(data, indent=2).encode())
 
     display = Progress(config.steps, enabled=progress)

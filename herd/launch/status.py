@@ -6,12 +6,18 @@ import json
 import os
 from typing import Any, Optional
 
-from herd.launch.cluster import CLUSTER_FILE
+from herd.launch.cluster import CLUSTER_FILE, SECRETS_DIR
+from herd.options import SecurityOptions
 from herd.wire.health import check_health
 
 
-def cluster_status(redis_url: str, run_id: str, redis_pid: Optional[int] = None) -> dict[str, Any]:
-    """``{"run_id", "services": [...], "counters": {...}}`` as ``herd status --json`` prints it."""
+def cluster_status(
+    redis_url: str, run_id: str, redis_pid: Optional[int] = None, security: Optional[SecurityOptions] = None
+) -> dict[str, Any]:
+    """``{"run_id", "services": [...], "counters": {...}}`` as ``herd status --json`` prints it.
+
+    ``security``: TLS settings to probe TLS servers with (health needs no token).
+    """
     from herd.coord import Coordinator
 
     coordinator = Coordinator(redis_url, run_id)
@@ -39,7 +45,7 @@ def cluster_status(redis_url: str, run_id: str, redis_pid: Optional[int] = None)
                 "pid": rec.pid,
                 "grpc": rec.grpc,
                 "metrics": rec.metrics,
-                "health": check_health(rec.grpc),
+                "health": check_health(rec.grpc, security=security),
             }
         )
     keys = ("env_steps", "episodes", "learner_steps")
@@ -59,6 +65,18 @@ def from_run_dir(run_dir: str) -> tuple[str, str, Optional[int]]:
         raise ValueError(f"--run-dir {run_dir}: no {CLUSTER_FILE} (not a run dir of herd up)")
     data = json.load(open(path))
     return data["redis_url"], data["run_id"], data.get("redis_pid")
+
+
+def run_dir_security(run_dir: str) -> Optional[SecurityOptions]:
+    """The operator credentials ``herd up --secure`` left in ``run_dir`` (None if it made none)."""
+    directory = os.path.join(run_dir, SECRETS_DIR)
+    if not os.path.isdir(directory):
+        return None
+    from herd.launch.tls_files import load_secure_files
+
+    files = load_secure_files(directory)
+    return SecurityOptions(tls_cert=files.client_cert, tls_key=files.client_key, tls_ca=files.ca_cert,
+                           token_file=files.token_file)
 
 
 def format_table(status: dict[str, Any]) -> str:

@@ -14,13 +14,17 @@ import logging
 import signal
 import threading
 from concurrent import futures
-from typing import Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Callable, Iterable, Optional
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from herd.wire.channel import DEFAULT_MAX_MESSAGE_BYTES, server_options
+from herd.wire.malformed import MalformedRequests
+
+if TYPE_CHECKING:
+    from herd.options import SecurityOptions
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +60,23 @@ def start_server(
     max_workers: int = 32,
     interceptors: Iterable[grpc.ServerInterceptor] = (),
     credentials: Optional[grpc.ServerCredentials] = None,
+    security: Optional["SecurityOptions"] = None,
 ) -> RunningServer:
-    """Builds, binds and starts a server; ``register`` adds the service's servicers."""
+    """Builds, binds and starts a server; ``register`` adds the service's servicers.
+
+    ``security`` adds TLS / mutual TLS and the token check (:mod:`herd.wire.security`);
+    the token interceptor runs after ``interceptors``, so they also see refused calls.
+    """
+    if security is not None:
+        from herd.wire.security import server_security
+
+        credentials, auth = server_security(security, credentials)
+        interceptors = [*interceptors, *auth]
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
         options=server_options(max_message_bytes),
-        interceptors=list(interceptors),
+        # Innermost: undecodable request bytes answer INVALID_ARGUMENT, not INTERNAL (herd.wire.malformed).
+        interceptors=[*interceptors, MalformedRequests()],
         maximum_concurrent_rpcs=None,
     )
     register(server)
