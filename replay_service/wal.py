@@ -112,10 +112,13 @@ class WriteAheadLog:
         return self._append(lambda lsn: wr.priority_record(lsn, keys, priorities))
 
     def rotate(self) -> int:
-        """Starts a new segment; returns the last lsn of the older ones (what a checkpoint now covers)."""
+        """Starts a new segment; returns the last lsn of the older ones (what a checkpoint now covers).
+
+        A closed or failed log is not rotated: the checkpoint still covers everything appended."""
         with self._lock:
-            self._check_writable()
             last = self._appended
+            if self._closing or self._error is not None or self._segments[-1] == last + 1:
+                return last  # (an empty segment needs no successor)
             fd = self._open_segment(last + 1)
             self._retired.append(self._fd)
             self._fd = fd
