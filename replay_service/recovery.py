@@ -72,6 +72,8 @@ def replay_log(table: Table, checkpoint_dir: str, config: TableConfig) -> None:
     for record in reader.records():
         if record.lsn > start:
             try:
+                if table.signature is None and reader.signature is not None:  # from the segment header
+                    table.adopt_signature(reader.signature)
                 table.apply(record)
             except ValueError as e:  # a record that does not fit the table (e.g. another signature)
                 reader.fail_current(f"record {record.lsn} does not apply: {e}")

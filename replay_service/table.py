@@ -321,11 +321,18 @@ class Table:
             elif kind is wr.Kind.PRIORITY:
                 self._set_priorities([(k, p) for k, p in zip(record.keys, record.priorities) if k in self._items])
             elif kind is wr.Kind.SIGNATURE:
-                signature = normalize_signature(ckpt.signature_from_json(record.json()))
-                if self._signature is not None and signature != self._signature:
-                    raise wr.RecordError(f"SIGNATURE record {record.lsn}: differs from the table's signature")
-                self._signature = signature
+                self._adopt_signature(normalize_signature(ckpt.signature_from_json(record.json())))
             self._lsn = max(self._lsn, record.lsn)
+
+    def adopt_signature(self, signature: Signature) -> None:
+        """Fixes the item structure before any insert (recovery: from a log segment's header)."""
+        with self._lock:
+            self._adopt_signature(signature)
+
+    def _adopt_signature(self, signature: Optional[Signature]) -> None:
+        if self._signature is not None and signature != self._signature:
+            raise ValueError(f"signature: {signature} differs from the table's {self._signature}")
+        self._signature = signature
 
     def close(self) -> None:
         """Refuses further calls and wakes every blocked caller with ``TableClosed``."""
