@@ -22,6 +22,7 @@ import collections
 import multiprocessing as mp
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import threading
@@ -107,7 +108,8 @@ def insert_rate(address: str, name: str, items: dict[str, np.ndarray], writers: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per case")
+    parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per case and round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per case (the median is printed)")
     parser.add_argument("--writers", type=int, default=2, help="client threads, one insert stream each")
     parser.add_argument("--in-flight", type=int, default=8, help="unacknowledged requests per stream")
     parser.add_argument("--fsync-ms", type=float, default=10.0, help="wal group-commit interval")
@@ -128,7 +130,7 @@ def main() -> None:
         proc.start()
         servers[mode] = (proc, stop, f"127.0.0.1:{ready.get(timeout=60)}")
     print(f"replay insert throughput by durability: {args.writers} writers x {args.in_flight} in flight, "
-          f"{args.seconds:.0f} s per case, wal fsync interval {args.fsync_ms} ms, checkpoint every "
+          f"median of {args.rounds} interleaved rounds of {args.seconds:.0f} s, wal fsync interval {args.fsync_ms} ms, checkpoint every "
           f"{args.checkpoint_every} s, pool {args.pool} items, dir {root}")
     cases = [("64 KiB", "big", 64 * 1024, 1), ("64 KiB", "big", 64 * 1024, 8),
              ("small", "small", 0, 1), ("small", "small", 0, 32)]
@@ -136,9 +138,12 @@ def main() -> None:
         for label, table, size, per_request in cases:
             items = make_items(size, per_request)
             item_size = nbytes_per_item(items)
-            rates = {}
-            for mode in MODES:
-                rates[mode] = insert_rate(servers[mode][2], table, items, args.writers, args.in_flight, args.seconds)
+            samples: dict[str, list[float]] = {mode: [] for mode in MODES}
+            for _ in range(args.rounds):  # interleaved, so load from other processes hits every mode alike
+                for mode in MODES:
+                    samples[mode].append(
+                        insert_rate(servers[mode][2], table, items, args.writers, args.in_flight, args.seconds))
+            rates = {mode: statistics.median(v) for mode, v in samples.items()}
             for mode in MODES:
                 slower = 100.0 * (1.0 - rates[mode] / rates["none"])
                 print(f"  {label:>6} items ({item_size} B), {per_request:2d}/request, {mode:>10}: "
