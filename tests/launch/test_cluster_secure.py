@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -36,7 +37,7 @@ def test_herd_up_secure_trains_and_refuses_strangers(tmp_path):
     run_dir = tmp_path / "secure"
     proc = subprocess.Popen(
         [sys.executable, "-m", "herd.cli", "up", "--secure", "--env", "gym:CartPole-v1", "--actors", "1",
-         "--envs-per-actor", "8", "--steps", "30000", "--seed", "1", "--run-dir", str(run_dir), "--quiet"],
+         "--envs-per-actor", "8", "--steps", "100000000", "--seed", "1", "--run-dir", str(run_dir), "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -74,7 +75,9 @@ def test_herd_up_secure_trains_and_refuses_strangers(tmp_path):
         assert stat.S_IMODE(os.stat(files.directory).st_mode) == 0o700
         assert ":" in json.loads((run_dir / "cluster.json").read_text())["redis_url"].split("@")[0][8:]  # a password
     finally:
+        # Stopped by the operator once checked (a step budget could run out before the first poll).
+        proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["env_steps"] >= 30000 and summary["learner_steps"] > 0
+    assert summary["env_steps"] > 0 and summary["learner_steps"] > 0
