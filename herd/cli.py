@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run a local cluster: Redis, params, replay, learner and actors as processes")
     _add_run_flags(up)
     up.add_argument("--redis-url", dest="redis_url", help="use this Redis instead of starting one")
+    up.add_argument("--prometheus", action="store_true",
+                    help="also run a Prometheus server (on PATH) that scrapes every service; its URL is printed")
     show = sub.add_parser("config", help="print the resolved config (defaults + file + flags + overrides)")
     _add_run_flags(show)
     _add_serve_parser(sub)
@@ -72,6 +74,8 @@ def _add_serve_parser(sub: Any) -> None:
     serve.add_argument("--host", default=_env("host", "127.0.0.1"), help="bind address (0.0.0.0 in containers)")
     serve.add_argument("--port", default=_env("port", "0"), help="gRPC port (0 = any free port)")
     serve.add_argument("--advertise-host", default=_env("advertise_host", ""), help="host name others dial")
+    serve.add_argument("--metrics-port", default=_env("metrics_port", "0"),
+                       help="port of /metrics (0 = any free port, -1 = none; containers use 9400)")
     serve.add_argument("--max-message-mb", default=_env("max_message_mb", "64"), help="largest gRPC message, MiB")
     serve.add_argument("--redis-url", default=_env("redis_url", ""), help="Redis URL (redis://:password@host:port/db)")
     serve.add_argument("--run-id", default=_env("run_id", "default"), help="run id (Redis namespace)")
@@ -137,7 +141,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from herd.launch.cluster import up
 
         run_dir = args.run_dir or _default_run_dir(config, "up")
-        summary = up(config, info, run_dir, redis_url=args.redis_url, progress=not args.quiet, resume=args.resume)
+        summary = up(config, info, run_dir, redis_url=args.redis_url, progress=not args.quiet, resume=args.resume,
+                     prometheus=args.prometheus)
         print(json.dumps(_short(summary)))
         return 0
     parser.error(f"unknown command {args.command!r}")
@@ -158,7 +163,7 @@ def _service_config(args: argparse.Namespace, run: Any) -> Any:
     server = hc.build(
         ServerOptions,
         {"host": args.host, "port": args.port, "advertise_host": args.advertise_host,
-         "max_message_mb": args.max_message_mb},
+         "max_message_mb": args.max_message_mb, "metrics_port": args.metrics_port},
         prefix="server.",
     )
     coord = hc.build(

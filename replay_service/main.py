@@ -18,6 +18,7 @@ from typing import Callable, Optional, Sequence
 
 from herd.coord import register_service
 from herd.options import CoordOptions, ServerOptions
+from herd.telemetry.metrics import ReplayMetrics, new_registry
 from herd.wire.server import start_server, wait_for_termination
 from replay_service.checkpoint import CheckpointError
 from replay_service.config import ReplayServiceConfig, TableConfig, make_table
@@ -72,19 +73,24 @@ def serve(
     tables = build_tables(config)
     servicer = ReplayServicer(tables, checkpoint_dir=config.checkpoint_dir,
                               max_message_bytes=config.server.max_message_bytes)
+    registry = new_registry()
+    ReplayMetrics(registry, lambda: [table.info() for table in tables.values()])  # read when scraped
     running = start_server(
         lambda server: add_to_server(servicer, server),
         [SERVICE_NAME],
         host=config.server.host,
         port=config.server.port,
         max_message_bytes=config.server.max_message_bytes,
+        registry=registry,
+        metrics_port=config.server.metrics_port,
     )
     stop = stop_event or threading.Event()
     # Insert and Sample streams run until cancelled: end them as soon as the stop is requested,
     # so clients reconnect elsewhere and the grace period is not spent waiting for them.
     threading.Thread(target=lambda: (stop.wait(), servicer.stop()), name="replay-stop", daemon=True).start()
     try:
-        registration = register_service(config.coord, "replay", config.server.address(running.port))
+        registration = register_service(config.coord, "replay", config.server.address(running.port),
+                                        config.server.metrics_address(running.metrics_port))
     except BaseException:  # e.g. Redis unreachable: do not leave a server running
         running.stop(0)
         raise
@@ -93,7 +99,8 @@ def serve(
         periodic = threading.Thread(target=_checkpoint_every, args=(servicer, config.checkpoint_every_seconds, stop),
                                     name="replay-checkpoint", daemon=True)
         periodic.start()
-    log.info("replay serving", extra={"port": running.port, "tables": ",".join(tables),
+    log.info("replay serving", extra={"port": running.port, "metrics_port": running.metrics_port,
+                                      "tables": ",".join(tables),
                                       "checkpoint_dir": config.checkpoint_dir})
     if on_ready is not None:
         on_ready(running.port)
