@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Callable, Iterable, Mapping, Optional, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, Summary
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -68,9 +68,6 @@ PROCESS_RESIDENT_BYTES = "herd_process_resident_memory_bytes"
 LOSS_TERMS = {"total_loss": "total", "pg_loss": "pg", "baseline_loss": "baseline", "entropy_loss": "entropy"}
 """``Updater.update`` metric key -> ``term`` label of :data:`LOSS`."""
 
-# Episode returns span -21..21 (Pong), 0..500 (CartPole), -500..0 (Acrobot) and more: one wide,
-# signed ladder serves every task (the mean, from _sum / _count, needs no buckets at all).
-RETURN_BUCKETS = (-1000, -300, -100, -30, -10, -3, -1, 0, 1, 3, 10, 30, 100, 200, 300, 475, 1000, 3000, 10000)
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 RPC_BUCKETS = LATENCY_BUCKETS + (30, 60, 300)
 
@@ -90,8 +87,10 @@ class ActorMetrics:
         self.env_steps = Counter(ENV_STEPS, "Environment steps taken (resets excluded)", ["task"],
                                  registry=registry).labels(task)
         self.episodes = Counter(EPISODES, "Episodes finished", ["task"], registry=registry).labels(task)
-        self.episode_return = Histogram(EPISODE_RETURN, "Undiscounted return of each finished episode",
-                                        ["task"], buckets=RETURN_BUCKETS, registry=registry).labels(task)
+        # A summary (_sum, _count: the mean over any window), not a histogram: returns may be negative,
+        # and a histogram with negative buckets exposes no _sum.
+        self.episode_return = Summary(EPISODE_RETURN, "Undiscounted return of each finished episode",
+                                      ["task"], registry=registry).labels(task)
         self.episode_return_mean = Gauge(EPISODE_RETURN_MEAN, "Mean return of this actor's last 100 episodes",
                                          ["task"], registry=registry).labels(task)
         self.inference = Histogram(INFERENCE_SECONDS, "Latency of one batched policy step (all envs of the actor)",
