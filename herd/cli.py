@@ -126,7 +126,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             yaml.safe_dump(hc.to_dict(config), sys.stdout, sort_keys=False)
             return 0
         _check_run_dir(args.run_dir, args.resume)
-    except hc.ConfigError as e:
+        if getattr(args, "prometheus", False):
+            from herd.launch.prometheus import find_prometheus
+
+            find_prometheus()
+    except (hc.ConfigError, FileNotFoundError) as e:
         parser.error(str(e))
     if args.command == "train":
         from herd.launch.train import run_from_cli, train
@@ -225,19 +229,20 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 def _status(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from herd.launch.status import cluster_status, format_table, from_run_dir
+    from herd.launch.status import cluster_status, format_table, from_run_dir, prometheus_from_run_dir
 
-    redis_pid = None
+    redis_pid, prometheus = None, None
     try:
         if args.run_dir:
             redis_url, run_id, redis_pid = from_run_dir(args.run_dir)
+            prometheus = prometheus_from_run_dir(args.run_dir)
         elif args.redis_url and args.run_id:
             redis_url, run_id = args.redis_url, args.run_id
         else:
             raise ValueError("give --run-dir, or --redis-url and --run-id")
     except ValueError as e:
         parser.error(str(e))
-    status = cluster_status(redis_url, run_id, redis_pid)
+    status = cluster_status(redis_url, run_id, redis_pid, prometheus)
     print(json.dumps(status, indent=2) if args.json else format_table(status))
     return 0
 

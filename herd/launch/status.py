@@ -10,8 +10,13 @@ from herd.launch.cluster import CLUSTER_FILE
 from herd.wire.health import check_health
 
 
-def cluster_status(redis_url: str, run_id: str, redis_pid: Optional[int] = None) -> dict[str, Any]:
-    """``{"run_id", "services": [...], "counters": {...}}`` as ``herd status --json`` prints it."""
+def cluster_status(
+    redis_url: str, run_id: str, redis_pid: Optional[int] = None, prometheus: Optional[dict[str, Any]] = None
+) -> dict[str, Any]:
+    """``{"run_id", "services": [...], "counters": {...}}`` as ``herd status --json`` prints it.
+
+    ``prometheus`` (``{"url", "pid"}`` from cluster.json) adds the Prometheus of ``herd up --prometheus``.
+    """
     from herd.coord import Coordinator
 
     coordinator = Coordinator(redis_url, run_id)
@@ -42,6 +47,10 @@ def cluster_status(redis_url: str, run_id: str, redis_pid: Optional[int] = None)
                 "health": check_health(rec.grpc),
             }
         )
+    if prometheus:
+        address = prometheus["url"].split("://", 1)[-1]
+        services.append({"kind": "prometheus", "id": "prometheus", "pid": prometheus.get("pid"), "grpc": "",
+                         "metrics": address, "health": _http_ready(prometheus["url"])})
     keys = ("env_steps", "episodes", "learner_steps")
     return {
         "run_id": run_id,
@@ -50,6 +59,22 @@ def cluster_status(redis_url: str, run_id: str, redis_pid: Optional[int] = None)
             k: int(v) for k, v in counters.items() if k not in keys
         },
     }
+
+
+def _http_ready(url: str) -> str:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url}/-/ready", timeout=2.0) as response:
+            return "SERVING" if response.status == 200 else "NOT_SERVING"
+    except OSError:
+        return "NOT_SERVING"
+
+
+def prometheus_from_run_dir(run_dir: str) -> Optional[dict[str, Any]]:
+    """``{"url", "pid"}`` of the Prometheus ``herd up --prometheus`` runs, or None."""
+    path = os.path.join(run_dir, CLUSTER_FILE)
+    return json.load(open(path)).get("prometheus") if os.path.exists(path) else None
 
 
 def from_run_dir(run_dir: str) -> tuple[str, str, Optional[int]]:
