@@ -88,10 +88,10 @@ def from_run_dir(run_dir: str) -> tuple[str, str, Optional[int]]:
 
 def format_table(status: dict[str, Any]) -> str:
     lines = [f"run {status['run_id']}"]
-    lines.append(f"{'KIND':8} {'ID':34} {'PID':>7}  {'GRPC':22} {'METRICS':22} HEALTH")
+    lines.append(f"{'KIND':10} {'ID':34} {'PID':>7}  {'GRPC':22} {'METRICS':22} HEALTH")
     for s in status["services"]:
         lines.append(
-            f"{s['kind']:8} {str(s['id'])[:34]:34} {str(s['pid'] or '-'):>7}  {s['grpc'] or '-':22} "
+            f"{s['kind']:10} {str(s['id'])[:34]:34} {str(s['pid'] or '-'):>7}  {s['grpc'] or '-':22} "
             f"{s['metrics'] or '-':22} {s['health']}"
         )
     lines.append("counters: " + ", ".join(f"{k}={v}" for k, v in status["counters"].items()))
