@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--redis-url", dest="redis_url", help="use this Redis instead of starting one")
     up.add_argument("--secure", action="store_true",
                     help="mutual TLS and a token on every channel, with a throwaway CA made in <run dir>/secrets")
+    up.add_argument("--prometheus", action="store_true",
+                    help="also run a Prometheus server (on PATH) that scrapes every service; its URL is printed")
     show = sub.add_parser("config", help="print the resolved config (defaults + file + flags + overrides)")
     _add_run_flags(show)
     _add_serve_parser(sub)
@@ -121,6 +123,8 @@ def _add_serve_parser(sub: Any) -> None:
         "--advertise-host", default=_env("advertise_host", ""),
         help="host name others dial; 'auto' = this machine's host name (scaled containers)",
     )
+    serve.add_argument("--metrics-port", default=_env("metrics_port", "0"),
+                       help="port of /metrics (0 = any free port, -1 = none; containers use 9400)")
     serve.add_argument("--max-message-mb", default=_env("max_message_mb", "64"), help="largest gRPC message, MiB")
     serve.add_argument("--redis-url", default=_env("redis_url", ""), help="Redis URL (redis://:password@host:port/db)")
     serve.add_argument("--run-id", default=_env("run_id", "default"), help="run id (Redis namespace)")
@@ -177,7 +181,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             yaml.safe_dump(hc.to_dict(config), sys.stdout, sort_keys=False)
             return 0
         _check_run_dir(args.run_dir, args.resume)
-    except hc.ConfigError as e:
+        if getattr(args, "prometheus", False):
+            from herd.launch.prometheus import find_prometheus
+
+            find_prometheus()
+    except (hc.ConfigError, FileNotFoundError) as e:
         parser.error(str(e))
     if args.command == "train":
         from herd.launch.train import run_from_cli, train
@@ -193,7 +201,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         run_dir = args.run_dir or _default_run_dir(config, "up")
         summary = up(config, info, run_dir, redis_url=args.redis_url, progress=not args.quiet, resume=args.resume,
-                     secure=args.secure)
+                     secure=args.secure, prometheus=args.prometheus)
         print(json.dumps(_short(summary)))
         return 0
     parser.error(f"unknown command {args.command!r}")
@@ -215,7 +223,7 @@ def _service_config(args: argparse.Namespace, run: Any) -> Any:
         ServerOptions,
         {"host": args.host, "port": args.port,
          "advertise_host": socket.gethostname() if args.advertise_host == "auto" else args.advertise_host,
-         "max_message_mb": args.max_message_mb},
+         "max_message_mb": args.max_message_mb, "metrics_port": args.metrics_port},
         prefix="server.",
     )
     coord = hc.build(
@@ -300,22 +308,25 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 def _status(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from herd.launch.status import cluster_status, format_table, from_run_dir, run_dir_security
+    from herd.launch.status import (
+        cluster_status, format_table, from_run_dir, prometheus_from_run_dir, run_dir_security,
+    )
 
-    redis_pid = None
+    redis_pid, prometheus = None, None
     try:
         security = _security(args)
         if args.run_dir:
             redis_url, run_id, redis_pid = from_run_dir(args.run_dir)
             if not security.enabled:
                 security = run_dir_security(args.run_dir) or security  # herd up --secure
+            prometheus = prometheus_from_run_dir(args.run_dir)
         elif args.redis_url and args.run_id:
             redis_url, run_id = args.redis_url, args.run_id
         else:
             raise ValueError("give --run-dir, or --redis-url and --run-id")
     except ValueError as e:
         parser.error(str(e))
-    status = cluster_status(redis_url, run_id, redis_pid, security=security)
+    status = cluster_status(redis_url, run_id, redis_pid, prometheus, security=security)
     print(json.dumps(status, indent=2) if args.json else format_table(status))
     return 0
 

@@ -22,10 +22,13 @@ class ServerOptions:
     advertise_host: str = option("", "host name others should dial (default: host, or 127.0.0.1 for 0.0.0.0)")
     max_message_mb: int = option(64, "largest gRPC message in MiB, each way")
     grace_seconds: float = option(3.0, "time open streams get to finish on shutdown")
+    metrics_port: int = option(0, "port of the Prometheus /metrics endpoint (0 = any free port, -1 = none)")
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"server.port must be in [0, 65535], got {self.port}")
+        if not -1 <= self.metrics_port <= 65535:
+            raise ValueError(f"server.metrics_port must be in [0, 65535], or -1 for none, got {self.metrics_port}")
         if not 1 <= self.max_message_mb <= 2047:
             raise ValueError(f"server.max_message_mb must be in [1, 2047], got {self.max_message_mb}")
         if self.grace_seconds < 0:
@@ -39,6 +42,10 @@ class ServerOptions:
         """What other services dial to reach this one on ``port``."""
         host = self.advertise_host or ("127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host)
         return f"{host}:{port}"
+
+    def metrics_address(self, port: int | None) -> str:
+        """What Prometheus scrapes for a ``/metrics`` bound on ``port`` ("" when none is served)."""
+        return self.address(port) if port else ""
 
 
 @dataclasses.dataclass(frozen=True)

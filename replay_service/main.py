@@ -18,6 +18,7 @@ from typing import Callable, Optional, Sequence
 
 from herd.coord import register_service
 from herd.options import CoordOptions, ServerOptions
+from herd.telemetry.metrics import ReplayMetrics, new_registry
 from herd.wire.server import start_server, wait_for_termination
 from replay_service.config import DURABILITY, ReplayServiceConfig, TableConfig
 from replay_service.recovery import open_table
@@ -43,6 +44,8 @@ def serve(
     checkpointed = [t.name for t in config.tables if t.durability != "none"]
     servicer = ReplayServicer(tables, checkpoint_dir=config.checkpoint_dir, checkpointed=checkpointed,
                               max_message_bytes=config.server.max_message_bytes)
+    registry = new_registry()
+    ReplayMetrics(registry, lambda: [table.info() for table in tables.values()])  # read when scraped
     running = start_server(
         lambda server: add_to_server(servicer, server),
         [SERVICE_NAME],
@@ -51,13 +54,16 @@ def serve(
         max_message_bytes=config.server.max_message_bytes,
         security=config.security,
         max_workers=config.max_concurrent_calls,
+        registry=registry,
+        metrics_port=config.server.metrics_port,
     )
     stop = stop_event or threading.Event()
     # Insert and Sample streams run until cancelled: end them as soon as the stop is requested,
     # so clients reconnect elsewhere and the grace period is not spent waiting for them.
     threading.Thread(target=lambda: (stop.wait(), servicer.stop()), name="replay-stop", daemon=True).start()
     try:
-        registration = register_service(config.coord, "replay", config.server.address(running.port))
+        registration = register_service(config.coord, "replay", config.server.address(running.port),
+                                        config.server.metrics_address(running.metrics_port))
     except BaseException:  # e.g. Redis unreachable: do not leave a server running
         running.stop(0)
         raise
@@ -66,7 +72,8 @@ def serve(
         periodic = threading.Thread(target=_checkpoint_every, args=(servicer, config.checkpoint_every_seconds, stop),
                                     name="replay-checkpoint", daemon=True)
         periodic.start()
-    log.info("replay serving", extra={"port": running.port, "tables": ",".join(tables),
+    log.info("replay serving", extra={"port": running.port, "metrics_port": running.metrics_port,
+                                      "tables": ",".join(tables),
                                       "checkpoint_dir": config.checkpoint_dir})
     if on_ready is not None:
         on_ready(running.port)

@@ -105,11 +105,13 @@ def up(
     tensorboard: bool = True,
     resume: bool = False,
     secure: bool = False,
+    prometheus: bool = False,
 ) -> dict[str, Any]:
     """Runs a local cluster until ``config.steps`` env steps; returns the summary it writes.
 
     ``secure``: a throwaway CA, certificates and token in ``<run_dir>/secrets`` (new on every
     start), mutual TLS and the token on every gRPC channel, and a password on the local Redis.
+    With ``prometheus``, a Prometheus server scrapes every service (``herd.launch.prometheus``).
     """
     from herd.coord import Coordinator
     from herd.coord.server import LocalRedis
@@ -137,6 +139,7 @@ def up(
     if previous.get("counters"):
         coordinator.set_counters_max(**previous["counters"])
 
+    prom = None
     specs = service_specs(config, run_dir, redis_url, run_id, secure_files)
     supervisor = Supervisor(specs, os.path.join(run_dir, "logs"))
     stop = threading.Event()
@@ -153,6 +156,8 @@ def up(
             "counters": counters,
             "secure": secure,
         }
+        if prom is not None:
+            data["prometheus"] = {"url": prom.url, "pid": prom.pid}
         with atomic_write(cluster_path) as f:  # 0600 (mkstemp): the Redis URL may hold a password
             f.write(json.dumps(data, indent=2).encode())
 
@@ -164,6 +169,12 @@ def up(
     last_id = "0-0"
     last_file_write = 0.0
     try:
+        if prometheus:
+            from herd.launch.prometheus import LocalPrometheus
+
+            prom = LocalPrometheus(os.path.join(run_dir, "prometheus"),
+                                   log_path=os.path.abspath(os.path.join(run_dir, "logs", "prometheus.log"))).start()
+            print(f"prometheus: {prom.url}", file=sys.stderr, flush=True)
         supervisor.start_all()
         while not stop.is_set():
             supervisor.poll()
@@ -187,6 +198,8 @@ def up(
             if now - last_file_write > 1.0:
                 write_cluster_file(counters)
                 last_file_write = now
+                if prom is not None:  # restarted services come back on new ports: keep scraping them
+                    _update_scrape_targets(prom, coordinator, supervisor)
             display.update(env_steps, int(counters.get("learner_steps", 0)), recorder.mean_return())
             if env_steps >= config.steps:
                 break
@@ -213,6 +226,8 @@ def up(
             pass
         write_cluster_file(counters)
         supervisor.close()
+        if prom is not None:
+            prom.stop()
         if redis is not None:
             redis.stop()
         for sig, handler in previous_handlers.items():
@@ -239,6 +254,15 @@ def up(
             "restarts": supervisor.restarts(),
         }
     )
+
+
+def _update_scrape_targets(prom: Any, coordinator: Any, supervisor: Supervisor) -> None:
+    try:
+        records = coordinator.services()
+    except Exception as e:  # noqa: BLE001 - Redis restarting: keep the targets Prometheus has
+        log.warning("cannot read registrations for Prometheus", extra={"error": str(e)})
+        return
+    prom.update_targets(records, {supervisor.pid(name): name for name in supervisor.children})
 
 
 def _slug(text: str) -> str:
