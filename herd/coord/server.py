@@ -8,7 +8,6 @@ which is what ``restart()`` uses to simulate Redis losing its state.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,16 +19,12 @@ from typing import Sequence
 import redis
 import redis.exceptions as rexc
 
+from herd.fsutil import find_executable
+
 
 def find_redis_server() -> str:
     """Path of the ``redis-server`` binary (``$HERD_REDIS_SERVER``, else PATH)."""
-    path = os.environ.get("HERD_REDIS_SERVER") or shutil.which("redis-server")
-    if not path:
-        raise FileNotFoundError(
-            "redis-server not found on PATH: run `make setup` (it installs redis-server), "
-            "or set HERD_REDIS_SERVER to the binary"
-        )
-    return path
+    return find_executable("redis-server", "HERD_REDIS_SERVER", "run `make setup` (it installs redis-server)")
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -26,6 +26,7 @@ import yaml
 
 from herd.coord.registration import ServiceRecord
 from herd.coord.server import free_port
+from herd.fsutil import find_executable
 from herd.fsutil import atomic_write
 
 log = logging.getLogger(__name__)
@@ -39,13 +40,8 @@ RULES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path
 
 def find_prometheus() -> str:
     """Path of the ``prometheus`` binary (``$HERD_PROMETHEUS``, else PATH)."""
-    path = os.environ.get("HERD_PROMETHEUS") or shutil.which("prometheus")
-    if not path:
-        raise FileNotFoundError(
-            "prometheus not found on PATH: run `make setup` as root (it installs Debian's prometheus), "
-            "or set HERD_PROMETHEUS to the binary"
-        )
-    return path
+    return find_executable("prometheus", "HERD_PROMETHEUS",
+                           "run `make setup` as root (it installs Debian's prometheus)")
 
 
 def local_config(targets_dir: str, rule_files: Iterable[str], interval: float) -> dict:
