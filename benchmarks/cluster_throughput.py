@@ -1,7 +1,11 @@
 """Prints, in one run on this machine: env steps/s of ``herd up --actors 2`` next to
 ``herd train`` with the same env and config, and their ratio.
 
-    python benchmarks/cluster_throughput.py [--steps 300000] [--actors 2] [key=value ...]
+    python benchmarks/cluster_throughput.py [--steps 300000] [--actors 2] [--rounds 3] [key=value ...]
+
+With ``--rounds N`` the two modes alternate N times and the medians are printed
+(with every round's numbers and the load average), so a burst of load on a
+shared machine skews one round, not the result.
 
 ``herd train`` is timed from its first step (its process start-up is not counted);
 for ``herd up`` the steady rate is timed from the first env step the cluster
@@ -12,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,13 +37,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=300_000)
     parser.add_argument("--actors", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=1, help="alternate the modes this many times; print medians")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
+    rounds = []
     with tempfile.TemporaryDirectory() as tmp:
-        train = run("train", args.steps, args.actors, args.overrides, f"{tmp}/train")
-        up = run("up", args.steps, args.actors, args.overrides, f"{tmp}/up")
-    train_rate = train["env_steps_per_second"]
-    up_rate = up["steady_env_steps_per_second"]
+        for i in range(args.rounds):
+            train = run("train", args.steps, args.actors, args.overrides, f"{tmp}/train{i}")
+            up = run("up", args.steps, args.actors, args.overrides, f"{tmp}/up{i}")
+            rounds.append({"train": train["env_steps_per_second"], "up": up["steady_env_steps_per_second"],
+                           "load_average": round(os.getloadavg()[0], 2)})
+    train_rate = statistics.median(r["train"] for r in rounds)
+    up_rate = statistics.median(r["up"] for r in rounds)
     print(
         json.dumps(
             {
@@ -53,6 +64,7 @@ def main() -> None:
                 "herd_up_learner_steps": up["learner_steps"],
                 "herd_train_mean_return_last_100": train["mean_episode_return_last_100"],
                 "herd_up_mean_return_last_100": up["mean_episode_return_last_100"],
+                "rounds": rounds,
             },
             indent=2,
         )
