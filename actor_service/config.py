@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from herd.options import CoordOptions, ServerOptions
+from herd.options import CoordOptions, SecurityOptions, ServerOptions
 from herd.config import option
 
 
@@ -14,6 +14,7 @@ class ActorServiceConfig:
 
     server: ServerOptions = option(ServerOptions(), "where the control API listens")
     coord: CoordOptions = option(CoordOptions(), "Redis and the addresses of replay and params")
+    security: SecurityOptions = option(SecurityOptions(), "TLS / mutual TLS and the shared token, server and clients")
     actor_index: int = option(0, "index of this actor in the run: seeds its environments")
     table: str = option("trajectories", "replay table to write unrolls to")
     param_name: str = option("policy", "name of the weights to act with")

@@ -20,12 +20,14 @@ import torch
 
 from actor_service.config import ActorServiceConfig
 from actor_service.loop import Actor, env_seed
+from actor_service.metered import LagMeter, TimedPolicy
 from actor_service.servicer import ActorServicer, EpisodeWindow
 from herd.agents.impala.agent import ImpalaPolicy
 from herd.control import PauseGate, PolledFlag
 from herd.envs.batched import make_batched_env
 from herd.envs.registry import EnvInfo
 from herd.launch.run_config import RunConfig
+from herd.telemetry.metrics import ActorMetrics, new_registry
 from herd.types import EpisodeRecord
 from herd.v1 import actor_pb2, actor_pb2_grpc
 from herd.wire.server import install_stop_signals, start_server
@@ -78,14 +80,18 @@ def serve(
     coordinator = hcoord.Coordinator.from_options(config.coord) if config.coord.redis_url else None
     reporter = hcoord.Reporter(coordinator, interval=config.report_every_seconds) if coordinator else None
 
-    replay = ReplayClient(hcoord.resolve_address(config.coord, "replay", timeout=60.0))
-    params = ParamClient(hcoord.resolve_address(config.coord, "params", timeout=60.0))
+    replay = ReplayClient(hcoord.resolve_address(config.coord, "replay", timeout=60.0), security=config.security)
+    params = ParamClient(hcoord.resolve_address(config.coord, "params", timeout=60.0), security=config.security)
     writer = PipelinedWriter(replay.table(config.table), config.max_in_flight)
     fetcher = BackgroundFetcher(params, config.param_name)  # fetches overlap with acting
     window = EpisodeWindow()
+    registry = new_registry()
+    metrics = ActorMetrics(registry, info.task)
+    returns: list[float] = []  # of the episodes that ended in the current unroll
 
     def on_episode(record: EpisodeRecord) -> None:
         window.add(record)
+        returns.append(record.episode_return)
         if reporter is not None:
             reporter.episode(record)
             reporter.add(episodes=1)
@@ -94,9 +100,9 @@ def serve(
     env = make_batched_env(run.env, run.envs_per_actor, seed, vectorized=run.vectorized_env)
     actor = Actor(
         env,
-        ImpalaPolicy(run.agent, info, seed=seed),
+        TimedPolicy(ImpalaPolicy(run.agent, info, seed=seed), metrics),
         writer,
-        fetcher,
+        LagMeter(fetcher, metrics),
         run.agent.unroll_length,
         actor_id=actor_id,
         task=info.task,
@@ -112,11 +118,15 @@ def serve(
         host=config.server.host,
         port=config.server.port,
         max_message_bytes=config.server.max_message_bytes,
+        security=config.security,
+        registry=registry,
+        metrics_port=config.server.metrics_port,
     )
-    registration = hcoord.register_service(config.coord, "actor", config.server.address(running.port))
+    registration = hcoord.register_service(config.coord, "actor", config.server.address(running.port),
+                                           config.server.metrics_address(running.metrics_port))
     if on_ready is not None:
         on_ready(running.port)
-    log.info("actor serving", extra={"port": running.port, "actor_id": actor_id, "envs": run.envs_per_actor})
+    log.info("actor serving", extra={"port": running.port, "metrics_port": running.metrics_port, "actor_id": actor_id, "envs": run.envs_per_actor})
 
     run_stopped = PolledFlag(coordinator.should_stop if coordinator is not None else None)
     try:
@@ -128,6 +138,8 @@ def serve(
                 break
             steps = actor.run_unroll()
             window.update_rate(actor.stats.env_steps)
+            metrics.record_unroll(steps, returns, window.mean()[0], actor.policy.version)
+            returns.clear()
             if reporter is not None:
                 reporter.add(env_steps=steps)
     finally:

@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run a local cluster: Redis, params, replay, learner and actors as processes")
     _add_run_flags(up)
     up.add_argument("--redis-url", dest="redis_url", help="use this Redis instead of starting one")
+    up.add_argument("--secure", action="store_true",
+                    help="mutual TLS and a token on every channel, with a throwaway CA made in <run dir>/secrets")
+    up.add_argument("--prometheus", action="store_true",
+                    help="also run a Prometheus server (on PATH) that scrapes every service; its URL is printed")
     show = sub.add_parser("config", help="print the resolved config (defaults + file + flags + overrides)")
     _add_run_flags(show)
     _add_serve_parser(sub)
@@ -52,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--redis-url", dest="redis_url", default=os.environ.get("HERD_REDIS_URL"))
     status.add_argument("--run-id", dest="run_id", default=os.environ.get("HERD_RUN_ID"))
     status.add_argument("--json", action="store_true", help="print JSON")
+    _add_security_flags(status, server=False)
     health = sub.add_parser(
         "health", help="exit 0 only if a service's standard gRPC health check says SERVING (container probes)"
     )
@@ -73,6 +78,38 @@ def _env(name: str, default: Optional[str] = None) -> Optional[str]:
     return os.environ.get("HERD_" + name.upper().replace("-", "_"), default)
 
 
+def _env_flag(name: str) -> bool:
+    """A boolean ``HERD_<FLAG>`` environment variable (1, true, yes, on)."""
+    return (_env(name, "") or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _add_security_flags(p: argparse.ArgumentParser, *, server: bool = True) -> None:
+    """TLS and token flags (herd.options.SecurityOptions); the token itself only from HERD_TOKEN or a file."""
+    p.add_argument("--tls-cert", default=_env("tls_cert", ""), help="PEM certificate (server; client under mTLS)")
+    p.add_argument("--tls-key", default=_env("tls_key", ""), help="PEM private key of --tls-cert")
+    p.add_argument("--tls-ca", default=_env("tls_ca", ""), help="PEM CA bundle that verifies servers (and clients)")
+    if server:
+        p.add_argument("--tls-client-auth", action="store_true", default=_env_flag("tls_client_auth"),
+                       help="require client certificates signed by --tls-ca (mutual TLS)")
+    p.add_argument("--tls-server-name", default=_env("tls_server_name", ""),
+                   help="host name expected in server certificates (default: the dialed host)")
+    p.add_argument("--token-file", default=_env("token_file", ""),
+                   help="file with the shared token (or set HERD_TOKEN); callers send 'authorization: Bearer <token>'")
+
+
+def _security(args: argparse.Namespace) -> Any:
+    """``SecurityOptions`` from the security flags and HERD_TOKEN."""
+    from herd.options import SecurityOptions
+
+    return hc.build(
+        SecurityOptions,
+        {"tls_cert": args.tls_cert, "tls_key": args.tls_key, "tls_ca": args.tls_ca,
+         "tls_client_auth": getattr(args, "tls_client_auth", False), "tls_server_name": args.tls_server_name,
+         "token_file": args.token_file, "token": "" if args.token_file else os.environ.get("HERD_TOKEN", "")},
+        prefix="security.",
+    )
+
+
 def _add_serve_parser(sub: Any) -> None:
     serve = sub.add_parser(
         "serve",
@@ -86,6 +123,8 @@ def _add_serve_parser(sub: Any) -> None:
         "--advertise-host", default=_env("advertise_host", ""),
         help="host name others dial; 'auto' = this machine's host name (scaled containers)",
     )
+    serve.add_argument("--metrics-port", default=_env("metrics_port", "0"),
+                       help="port of /metrics (0 = any free port, -1 = none; containers use 9400)")
     serve.add_argument("--max-message-mb", default=_env("max_message_mb", "64"), help="largest gRPC message, MiB")
     serve.add_argument("--redis-url", default=_env("redis_url", ""), help="Redis URL (redis://:password@host:port/db)")
     serve.add_argument("--run-id", default=_env("run_id", "default"), help="run id (Redis namespace)")
@@ -99,6 +138,7 @@ def _add_serve_parser(sub: Any) -> None:
         help="actor index (seeds its envs); 'auto' claims the next free one from Redis (scaled replicas)",
     )
     serve.add_argument("--log-level", default=_env("log_level", "info"))
+    _add_security_flags(serve)
     serve.add_argument("overrides", nargs="*", metavar="key=value", help="run config overrides")
 
 
@@ -141,7 +181,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             yaml.safe_dump(hc.to_dict(config), sys.stdout, sort_keys=False)
             return 0
         _check_run_dir(args.run_dir, args.resume)
-    except hc.ConfigError as e:
+        if getattr(args, "prometheus", False):
+            from herd.launch.prometheus import find_prometheus
+
+            find_prometheus()
+    except (hc.ConfigError, FileNotFoundError) as e:
         parser.error(str(e))
     if args.command == "train":
         from herd.launch.train import run_from_cli, train
@@ -156,7 +200,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from herd.launch.cluster import up
 
         run_dir = args.run_dir or _default_run_dir(config, "up")
-        summary = up(config, info, run_dir, redis_url=args.redis_url, progress=not args.quiet, resume=args.resume)
+        summary = up(config, info, run_dir, redis_url=args.redis_url, progress=not args.quiet, resume=args.resume,
+                     secure=args.secure, prometheus=args.prometheus)
         print(json.dumps(_short(summary)))
         return 0
     parser.error(f"unknown command {args.command!r}")
@@ -178,7 +223,7 @@ def _service_config(args: argparse.Namespace, run: Any) -> Any:
         ServerOptions,
         {"host": args.host, "port": args.port,
          "advertise_host": socket.gethostname() if args.advertise_host == "auto" else args.advertise_host,
-         "max_message_mb": args.max_message_mb},
+         "max_message_mb": args.max_message_mb, "metrics_port": args.metrics_port},
         prefix="server.",
     )
     coord = hc.build(
@@ -187,22 +232,25 @@ def _service_config(args: argparse.Namespace, run: Any) -> Any:
          "replay_address": args.replay_address, "params_address": args.params_address},
         prefix="coord.",
     )
+    security = _security(args)
     if args.kind == "replay":
         from replay_service.config import ReplayServiceConfig, TableConfig
 
         return ReplayServiceConfig(
-            server=server, coord=coord, tables=(TableConfig.queue("trajectories", run.replay_queue_size),),
+            server=server, coord=coord, security=security,
+            tables=(TableConfig.queue("trajectories", run.replay_queue_size),),
             checkpoint_dir=args.checkpoint_dir, seed=run.seed,
         )
     if args.kind == "params":
         from param_server.config import ParamServerConfig
 
-        return ParamServerConfig(server=server, coord=coord, data_dir=args.data_dir)
+        return ParamServerConfig(server=server, coord=coord, security=security, data_dir=args.data_dir)
     if args.kind == "learner":
         from learner_service.config import LearnerServiceConfig
 
         return LearnerServiceConfig(
-            server=server, coord=coord, checkpoint_dir=args.checkpoint_dir, checkpoint_every=run.checkpoint_every
+            server=server, coord=coord, security=security, checkpoint_dir=args.checkpoint_dir,
+            checkpoint_every=run.checkpoint_every,
         )
     from actor_service.config import ActorServiceConfig
 
@@ -210,7 +258,7 @@ def _service_config(args: argparse.Namespace, run: Any) -> Any:
         index = _claim_actor_index(coord)
     else:
         index = hc.build(ActorServiceConfig, {"actor_index": args.actor_index}).actor_index
-    return ActorServiceConfig(server=server, coord=coord, actor_index=index)
+    return ActorServiceConfig(server=server, coord=coord, security=security, actor_index=index)
 
 
 def _claim_actor_index(coord: Any) -> int:
@@ -260,19 +308,25 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 def _status(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from herd.launch.status import cluster_status, format_table, from_run_dir
+    from herd.launch.status import (
+        cluster_status, format_table, from_run_dir, prometheus_from_run_dir, run_dir_security,
+    )
 
-    redis_pid = None
+    redis_pid, prometheus = None, None
     try:
+        security = _security(args)
         if args.run_dir:
             redis_url, run_id, redis_pid = from_run_dir(args.run_dir)
+            if not security.enabled:
+                security = run_dir_security(args.run_dir) or security  # herd up --secure
+            prometheus = prometheus_from_run_dir(args.run_dir)
         elif args.redis_url and args.run_id:
             redis_url, run_id = args.redis_url, args.run_id
         else:
             raise ValueError("give --run-dir, or --redis-url and --run-id")
     except ValueError as e:
         parser.error(str(e))
-    status = cluster_status(redis_url, run_id, redis_pid)
+    status = cluster_status(redis_url, run_id, redis_pid, prometheus, security=security)
     print(json.dumps(status, indent=2) if args.json else format_table(status))
     return 0
 

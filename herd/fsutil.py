@@ -50,3 +50,16 @@ def atomic_write(path: str, *, prefix: str = "", suffix: str = ".tmp") -> Iterat
             os.unlink(tmp)
         raise
     fsync_dir(directory)
+
+
+def find_executable(name: str, env_var: str, how_to_install: str) -> str:
+    """Path of the binary ``name``: ``$env_var`` if set, else the one on PATH.
+
+    Raises ``FileNotFoundError`` saying ``how_to_install`` when there is neither.
+    """
+    import shutil
+
+    path = os.environ.get(env_var) or shutil.which(name)
+    if not path:
+        raise FileNotFoundError(f"{name} not found on PATH: {how_to_install}, or set {env_var} to the binary")
+    return path

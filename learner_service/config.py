@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from herd.options import CoordOptions, ServerOptions
+from herd.options import CoordOptions, SecurityOptions, ServerOptions
 from herd.config import option
 
 
@@ -14,6 +14,7 @@ class LearnerServiceConfig:
 
     server: ServerOptions = option(ServerOptions(), "where the control API listens")
     coord: CoordOptions = option(CoordOptions(), "Redis and the addresses of replay and params")
+    security: SecurityOptions = option(SecurityOptions(), "TLS / mutual TLS and the shared token, server and clients")
     checkpoint_dir: str = option("", "where checkpoints go and are resumed from (empty = none)")
     checkpoint_every: int = option(500, "learner steps between checkpoints")
     keep_checkpoints: int = option(3, "how many checkpoints to keep")

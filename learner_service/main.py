@@ -21,6 +21,7 @@ from herd.control import PauseGate, PolledFlag
 from herd.envs.registry import EnvInfo
 from herd.interfaces import SampledBatch
 from herd.launch.run_config import RunConfig
+from herd.telemetry.metrics import LearnerMetrics, new_registry
 from herd.v1 import learner_pb2
 from herd.wire.server import install_stop_signals, start_server
 from learner_service.config import LearnerServiceConfig
@@ -133,8 +134,8 @@ def serve(
 
     replay_address = hcoord.resolve_address(config.coord, "replay", timeout=60.0)
     params_address = hcoord.resolve_address(config.coord, "params", timeout=60.0)
-    replay = ReplayClient(replay_address)
-    params = ParamClient(params_address)
+    replay = ReplayClient(replay_address, security=config.security)
+    params = ParamClient(params_address, security=config.security)
     source = _PrefetchedSource(replay.table(config.table), run.agent.batch_size, config.prefetch)
 
     lease = None
@@ -187,17 +188,23 @@ def serve(
     servicer = LearnerServicer(
         learner, gate, learner_id, lambda: (coordinator.lease_holder("learner") or "") if coordinator else learner_id
     )
+    registry = new_registry()
+    metrics = LearnerMetrics(registry)
     running = start_server(
         lambda server: learner_pb2_grpc.add_LearnerServiceServicer_to_server(servicer, server),
         [learner_pb2.DESCRIPTOR.services_by_name["LearnerService"].full_name],
         host=config.server.host,
         port=config.server.port,
         max_message_bytes=config.server.max_message_bytes,
+        security=config.security,
+        registry=registry,
+        metrics_port=config.server.metrics_port,
     )
-    registration = hcoord.register_service(config.coord, "learner", config.server.address(running.port))
+    registration = hcoord.register_service(config.coord, "learner", config.server.address(running.port),
+                                           config.server.metrics_address(running.metrics_port))
     if on_ready is not None:
         on_ready(running.port)
-    log.info("learner serving", extra={"port": running.port, "replay": replay_address, "params": params_address})
+    log.info("learner serving", extra={"port": running.port, "metrics_port": running.metrics_port, "replay": replay_address, "params": params_address})
 
     def save() -> None:
         if ckpt_dir:
@@ -221,15 +228,19 @@ def serve(
                 break
             if run_stopped.is_set():
                 break
+            update_seconds = learner.stats.update_seconds
             try:
-                metrics = learner.step()
+                step_metrics = learner.step()
             except TimeoutError:
                 continue  # no data yet (actors starting, replay restarting)
-            summary = window.add(metrics)
+            frames = run.agent.unroll_length * run.agent.batch_size
+            metrics.record_step(step_metrics, frames, learner.published_version,
+                                learner.stats.update_seconds - update_seconds)
+            summary = window.add(step_metrics)
             if summary is not None:
                 log.info("learner progress", extra={"learner_step": learner.stats.steps, **summary})
             if reporter is not None:
-                reporter.add(learner_steps=1, learner_frames=run.agent.unroll_length * run.agent.batch_size)
+                reporter.add(learner_steps=1, learner_frames=frames)
             if learner.stats.steps - last_ckpt >= config.checkpoint_every:
                 save()
                 last_ckpt = learner.stats.steps

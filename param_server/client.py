@@ -24,6 +24,7 @@ from typing import Any, Iterator, Mapping, Optional
 import grpc
 
 from herd.interfaces import Params, StaleVersionError
+from herd.options import SecurityOptions
 from herd.v1 import params_pb2, params_pb2_grpc
 from herd.wire.channel import DEFAULT_MAX_MESSAGE_BYTES, make_channel
 from herd.wire.codec import encode_parts
@@ -57,7 +58,9 @@ class ParamClient:
         chunk_bytes: int = 1024 * 1024,
         retry_seconds: float = 60.0,
         subscribe_stream_seconds: float = 300.0,
+        security: Optional[SecurityOptions] = None,
     ) -> None:
+        """``security``: TLS and the token for the channel (``herd.options.SecurityOptions``)."""
         if timeout <= 0 or retry_seconds < 0 or subscribe_stream_seconds <= 0:
             raise ValueError("timeout and subscribe_stream_seconds must be > 0, retry_seconds >= 0")
         if not 0 < chunk_bytes <= max_message_bytes // 2:
@@ -67,7 +70,7 @@ class ParamClient:
         self._chunk_bytes = chunk_bytes
         self._retry_seconds = retry_seconds
         self._stream_seconds = subscribe_stream_seconds
-        self._channel = make_channel(address, max_message_bytes=max_message_bytes)
+        self._channel = make_channel(address, max_message_bytes=max_message_bytes, security=security)
         self._stub = params_pb2_grpc.ParameterServiceStub(self._channel)
         # Publish sends chunks serialized by param_server.chunks (one copy of the data, not three).
         self._publish = self._channel.stream_unary(

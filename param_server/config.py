@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from herd.options import CoordOptions, ServerOptions
+from herd.options import CoordOptions, SecurityOptions, ServerOptions
 from herd.config import option
 
 MiB = 1024 * 1024
@@ -17,6 +17,7 @@ class ParamServerConfig:
 
     server: ServerOptions = option(ServerOptions(), "where the gRPC server listens")
     coord: CoordOptions = option(CoordOptions(), "Redis registration (empty redis_url = none)")
+    security: SecurityOptions = option(SecurityOptions(), "TLS / mutual TLS and the shared token, server and clients")
     data_dir: str = option("", "directory holding the latest version of each name (empty = no persistence)")
     chunk_bytes: int = option(1 * MiB, "bytes of tensor data per streamed ParamsChunk (Fetch, Subscribe)")
     max_total_bytes: int = option(2 * GiB, "largest parameter set accepted; bigger publishes get RESOURCE_EXHAUSTED")

@@ -21,6 +21,7 @@ import grpc
 from google.protobuf.message import DecodeError, Message
 
 from herd.interfaces import StaleVersionError
+from herd.telemetry.metrics import ParamServerMetrics, new_registry
 from herd.v1 import params_pb2, params_pb2_grpc
 from herd.wire.status import NotFoundError, ResourceExhaustedError, rpc_errors
 from param_server.chunks import Assembled, Assembler, ParamsChunk, ParamsManifest, check_name, decode_tensors, serialized_chunks
@@ -40,6 +41,7 @@ class _Version:
     manifest: ParamsManifest
     chunks: tuple[bytes, ...]  # serialized ParamsChunk messages, manifest first
     published_unix_ms: int
+    nbytes: int = 0  # of all chunks: what one Fetch of this version sends
 
 
 class ParameterServicer(params_pb2_grpc.ParameterServiceServicer):
@@ -55,8 +57,11 @@ class ParameterServicer(params_pb2_grpc.ParameterServiceServicer):
         max_subscribers: int = 16,
         wait_slice_seconds: float = 0.2,
         persist_every_seconds: float = 0.0,
+        metrics: Optional[ParamServerMetrics] = None,
     ) -> None:
         self.store = store if store is not None else ParameterStore()
+        self._metrics = metrics or ParamServerMetrics(new_registry())
+        self._metrics.watch(self.store.versions)
         self._chunk_bytes = chunk_bytes
         self._max_total_bytes = max_total_bytes
         self._wait_slice = wait_slice_seconds
@@ -82,11 +87,11 @@ class ParameterServicer(params_pb2_grpc.ParameterServiceServicer):
             self._persister.start()
 
     @classmethod
-    def from_config(cls, config: ParamServerConfig) -> "ParameterServicer":
+    def from_config(cls, config: ParamServerConfig, metrics: Optional[ParamServerMetrics] = None) -> "ParameterServicer":
         """A servicer as ``config`` describes, reloaded from its ``data_dir``."""
         return cls(chunk_bytes=config.chunk_bytes, max_total_bytes=config.max_total_bytes,
                    data_dir=config.data_dir, max_subscribers=config.max_subscribers,
-                   persist_every_seconds=config.persist_every_seconds)
+                   persist_every_seconds=config.persist_every_seconds, metrics=metrics)
 
     def end_streams(self) -> None:
         """Ends every open ``Subscribe`` stream (with OK) within one wait slice; first step of shutdown."""
@@ -125,11 +130,8 @@ class ParameterServicer(params_pb2_grpc.ParameterServiceServicer):
             published = published_unix_ms if published_unix_ms is not None else int(time.time() * 1000)
             # Built before the store learns of the version: Subscribe waits on the store and
             # then reads _versions, which must already hold what woke it.
-            entry = _Version(
-                manifest,
-                tuple(serialized_chunks(manifest, [assembled.data], self._chunk_bytes)),
-                published,
-            )
+            chunks = tuple(serialized_chunks(manifest, [assembled.data], self._chunk_bytes))
+            entry = _Version(manifest, chunks, published, sum(map(len, chunks)))
             tensors = decode_tensors(assembled, bfloat16="raw")  # views; the store copies them
             if self._dir is not None and persist:
                 if self._persister is None:
@@ -207,6 +209,7 @@ class ParameterServicer(params_pb2_grpc.ParameterServiceServicer):
             raise NotFoundError(f"no parameters named {request.name!r} were published")
         if entry.manifest.version >= request.min_version:
             yield from entry.chunks
+            self._metrics.bytes_served.labels(request.name).inc(entry.nbytes)
 
     @rpc_errors
     def Subscribe(self, request: params_pb2.SubscribeRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
@@ -228,6 +231,7 @@ class ParameterServicer(params_pb2_grpc.ParameterServiceServicer):
                 entry = self._versions.get(request.name)
                 if entry is not None and entry.manifest.version > last:
                     yield from entry.chunks
+                    self._metrics.bytes_served.labels(request.name).inc(entry.nbytes)
                     last = entry.manifest.version
                 else:  # short slices, so cancellation and shutdown are noticed quickly
                     self.store.wait_for(request.name, last + 1, timeout=self._wait_slice)

@@ -1,7 +1,9 @@
 """Table checkpoint files: one ``.npz`` of plain arrays plus a JSON header, never pickle.
 
-The header (``format``, ``format_version``, table settings, counters, limiter state) is
-stored as a ``uint8`` array named ``header``; every other entry is a numeric array. Files
+The header (``format``, ``format_version``, table settings, counters, limiter state, the
+write-ahead log position it covers, and a CRC32 of every array's bytes) is stored as a
+``uint8`` array named ``header``; every other entry is a numeric array. Version 2 added
+``checksums`` and ``wal_position``; version 1 files are still read. Files
 are written atomically (temporary file in the same directory, fsync, ``os.replace``,
 fsync of the directory), so a crash leaves either the old checkpoint or the new one.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 import zipfile
 from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
@@ -20,20 +23,27 @@ from herd.fsutil import atomic_write
 from replay_service.signature import Signature, SignatureSpec, frozen_copy
 
 FORMAT = "herd.replay.table"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 
+def checkpoint_path(directory: str, table: str) -> str:
+    """Where table ``table`` is checkpointed inside ``directory``."""
+    return os.path.join(directory, f"{table}.npz")
+
+
 class CheckpointError(ValueError):
-    """A checkpoint file that is not a table checkpoint, or of another format version."""
+    """A checkpoint file that is not a table checkpoint, of another format version, or corrupt."""
 
 
 def write(path: PathLike, header: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     """Atomically writes ``header`` (JSON-able; format fields are added) and ``arrays`` to ``path``."""
     if "header" in arrays:
         raise ValueError("arrays: the name 'header' is reserved")
-    full = {"format": FORMAT, "format_version": FORMAT_VERSION, **header}
+    checksums = {name: _crc(array) for name, array in arrays.items()}
+    full = {"format": FORMAT, "format_version": FORMAT_VERSION, **header, "checksums": checksums}
     header_bytes = np.frombuffer(json.dumps(full).encode("utf-8"), dtype=np.uint8)
     with atomic_write(os.fspath(path)) as f:
         np.savez(f, allow_pickle=False, header=header_bytes, **arrays)
@@ -56,16 +66,27 @@ def read(path: PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         if found != FORMAT:
             raise CheckpointError(f"{path}: not a table checkpoint (format {found!r})")
         version = header.get("format_version")
-        if version != FORMAT_VERSION:
+        if version not in READABLE_VERSIONS:
             raise CheckpointError(
                 f"{path}: checkpoint format_version {version!r} is not supported "
-                f"(this build reads version {FORMAT_VERSION})"
+                f"(this build reads versions {list(READABLE_VERSIONS)})"
             )
         try:
             arrays = {name: npz[name] for name in npz.files if name != "header"}
-        except (ValueError, OSError, zipfile.BadZipFile) as e:  # e.g. an object array (needs pickle)
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:  # e.g. an object array (needs pickle)
             raise CheckpointError(f"{path}: unreadable checkpoint array ({e})") from e
+    if version >= 2:
+        checksums = header.get("checksums")
+        if not isinstance(checksums, dict) or set(checksums) != set(arrays):
+            raise CheckpointError(f"{path}: checksums of {sorted(checksums or {})}, arrays {sorted(arrays)}")
+        for name, array in arrays.items():
+            if _crc(array) != checksums[name]:
+                raise CheckpointError(f"{path}: array {name!r} fails its CRC32 check (corrupt checkpoint)")
     return header, arrays
+
+
+def _crc(array: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
 
 
 # One row per item: (key, priority, times_sampled, data).

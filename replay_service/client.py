@@ -26,6 +26,7 @@ import grpc
 import numpy as np
 
 from herd.interfaces import RateLimitTimeout, SampledBatch
+from herd.options import SecurityOptions
 from herd.v1 import replay_pb2, replay_pb2_grpc
 from herd.wire.channel import DEFAULT_MAX_MESSAGE_BYTES, make_channel
 from herd.wire.replay_codec import encode_insert_request
@@ -76,14 +77,16 @@ class ReplayClient:
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         timeout: float = DEFAULT_TIMEOUT,
         max_in_flight: int = 4,
+        security: Optional[SecurityOptions] = None,
     ) -> None:
+        """``security``: TLS and the token for the channel (``herd.options.SecurityOptions``)."""
         if not timeout > 0:
             raise ValueError(f"timeout: must be > 0 seconds, got {timeout}")
         self.address = address
         self.max_message_bytes = max_message_bytes
         self.timeout = timeout
         self.max_in_flight = max_in_flight
-        self._channel = make_channel(address, max_message_bytes=max_message_bytes)
+        self._channel = make_channel(address, max_message_bytes=max_message_bytes, security=security)
         self.stub = replay_pb2_grpc.ReplayServiceStub(self._channel)
         # The big messages travel as bytes serialized by herd.wire.replay_codec (one copy out, none in).
         self.insert_raw = self._channel.stream_stream(

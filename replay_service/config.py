@@ -11,14 +11,16 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from typing import Any, Mapping
 
-from herd.options import CoordOptions, ServerOptions
+from herd.options import CoordOptions, SecurityOptions, ServerOptions
 
 from replay_service.rate_limiters import MinSize, Queue, RateLimiter, SampleToInsertRatio
 from replay_service.selectors import SELECTORS, make_selector
 from replay_service.table import Table
 
 RATE_LIMITER_NAMES = ("queue", "min_size", "sample_to_insert_ratio")
+DURABILITY = ("none", "checkpoint", "wal")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +47,11 @@ class TableConfig:
     """Allowed drift of inserts * samples_per_insert - samples around its target (sample_to_insert_ratio)."""
     priority_exponent: float = 0.6
     """α of the prioritized selector: P(i) = p_i^α / Σ_j p_j^α."""
+    durability: str = "checkpoint"
+    """none (memory only), checkpoint (restored from the last checkpoint) or wal (also every
+    acknowledged insert: acked only once fsynced to an append-only log); needs checkpoint_dir."""
+    wal_fsync_interval_ms: float = 10.0
+    """wal: inserts arriving within this many ms share one fsync (0 = fsync as soon as possible)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -56,6 +63,11 @@ class TableConfig:
         _check_int("max_size", self.max_size, 1)
         _check_int("max_times_sampled", self.max_times_sampled, 0)
         _check_int("min_size_to_sample", self.min_size_to_sample, 1)
+        if self.durability not in DURABILITY:
+            raise ValueError(f"durability: {self.durability!r} is not one of {list(DURABILITY)}")
+        ms = self.wal_fsync_interval_ms
+        if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not math.isfinite(ms) or ms < 0:
+            raise ValueError(f"wal_fsync_interval_ms: expected a finite number >= 0, got {ms!r}")
         if self.rate_limiter not in RATE_LIMITER_NAMES:
             raise ValueError(f"rate_limiter: {self.rate_limiter!r} is not one of {list(RATE_LIMITER_NAMES)}")
         for field in ("samples_per_insert", "error_buffer", "priority_exponent"):
@@ -135,14 +147,19 @@ class ReplayServiceConfig:
     """Where the gRPC server listens and its message-size limit."""
     coord: CoordOptions = dataclasses.field(default_factory=CoordOptions)
     """Redis coordination (the server registers itself as kind ``replay``)."""
+    security: SecurityOptions = dataclasses.field(default_factory=SecurityOptions)
+    """TLS / mutual TLS and the shared token, for the server and its clients."""
     tables: tuple[TableConfig, ...] = dataclasses.field(default_factory=_default_tables)
-    """The tables this server holds (default: one IMPALA queue named 'trajectories' of 64 items)."""
+    """The tables this server holds (default: one IMPALA queue named 'trajectories' of 64 items);
+    TableConfigs or mappings of their fields (YAML)."""
     checkpoint_dir: str = ""
     """Directory of table checkpoints (<table>.npz), restored on start (empty = no checkpoints)."""
     checkpoint_every_seconds: float = 0.0
     """Seconds between periodic checkpoints (0 = only on shutdown and on the Checkpoint RPC)."""
     seed: int = 0
     """Seed of the random selectors; table i draws from seed + i."""
+    max_concurrent_calls: int = 128
+    """gRPC handler threads: every open Insert or Sample stream holds one (writers + samplers + spare)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.server, ServerOptions):
@@ -153,6 +170,7 @@ class ReplayServiceConfig:
             object.__setattr__(self, "tables", tuple(self.tables))
         if not isinstance(self.tables, tuple) or not self.tables:
             raise ValueError(f"tables: expected a non-empty tuple of TableConfig, got {self.tables!r}")
+        object.__setattr__(self, "tables", tuple(_table_config(i, t) for i, t in enumerate(self.tables)))
         seen: set[str] = set()
         for i, table in enumerate(self.tables):
             if not isinstance(table, TableConfig):
@@ -172,8 +190,30 @@ class ReplayServiceConfig:
             raise ValueError(f"checkpoint_every_seconds: expected a finite number >= 0, got {every!r}")
         if every > 0 and not self.checkpoint_dir:
             raise ValueError("checkpoint_every_seconds: periodic checkpoints need a checkpoint_dir")
+        for i, table in enumerate(self.tables):
+            if table.durability == "wal" and not self.checkpoint_dir:
+                raise ValueError(f"tables[{i}].durability: 'wal' needs a checkpoint_dir (the log lives there)")
+            if table.durability == "wal" and every <= 0:
+                raise ValueError(
+                    f"tables[{i}].durability: 'wal' needs checkpoint_every_seconds > 0 "
+                    "(only checkpoints truncate the log)"
+                )
         _check_int("seed", self.seed, 0)
+        _check_int("max_concurrent_calls", self.max_concurrent_calls, 4)
 
     def table_names(self) -> list[str]:
         """The names of the configured tables, in order."""
         return [t.name for t in self.tables]
+
+
+def _table_config(i: int, table: Any) -> TableConfig:
+    """``tables[i]`` as a TableConfig; a mapping (from YAML) is built, its errors prefixed ``tables[i].``."""
+    if not isinstance(table, Mapping):
+        return table
+    unknown = sorted(set(table) - {f.name for f in dataclasses.fields(TableConfig)})
+    if unknown:
+        raise ValueError(f"tables[{i}].{unknown[0]}: unknown table option")
+    try:
+        return TableConfig(**table)
+    except ValueError as e:
+        raise ValueError(f"tables[{i}].{e}") from None

@@ -1,65 +1,36 @@
 """How the replay server starts: ``serve(config)`` (``herd serve replay``) or ``python -m replay_service.main``.
 
-Builds the configured tables (each restored from ``checkpoint_dir/<table>.npz`` when that file
-exists; a corrupt file is logged, moved aside and skipped), serves ``herd.v1.ReplayService``
+Builds the configured tables (each restored as its ``durability`` allows: from
+``checkpoint_dir/<table>.npz`` and, for ``wal``, its log; corrupt files are logged, moved aside
+and skipped -- see ``replay_service.recovery``), serves ``herd.v1.ReplayService``
 (plus health and reflection), registers its address in Redis as ``replay`` when a Redis URL is
 set, checkpoints every ``checkpoint_every_seconds``, and on SIGTERM/SIGINT (or ``stop_event``)
-ends its streams, drains, closes the tables, writes a final checkpoint and deregisters.
+ends its streams, drains, closes the tables, writes a final checkpoint, closes the logs and deregisters.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
-import os
 import threading
-import time
 from typing import Callable, Optional, Sequence
 
 from herd.coord import register_service
 from herd.options import CoordOptions, ServerOptions
+from herd.telemetry.metrics import ReplayMetrics, new_registry
 from herd.wire.server import start_server, wait_for_termination
-from replay_service.checkpoint import CheckpointError
-from replay_service.config import ReplayServiceConfig, TableConfig, make_table
-from replay_service.servicer import SERVICE_NAME, ReplayServicer, add_to_server, checkpoint_path
+from replay_service.config import DURABILITY, ReplayServiceConfig, TableConfig
+from replay_service.recovery import open_table
+from replay_service.servicer import SERVICE_NAME, ReplayServicer, add_to_server
 from replay_service.table import Table
 
 log = logging.getLogger("herd.replay")
 
 
 def build_tables(config: ReplayServiceConfig) -> dict[str, Table]:
-    """The configured tables, restored from ``config.checkpoint_dir`` where a checkpoint exists."""
-    tables: dict[str, Table] = {}
-    for i, table_config in enumerate(config.tables):
-        table = _restore(config.checkpoint_dir, table_config) if config.checkpoint_dir else None
-        tables[table_config.name] = table or make_table(table_config, seed=config.seed + i)
-    return tables
-
-
-def _restore(directory: str, table_config: TableConfig) -> Optional[Table]:
-    path = checkpoint_path(directory, table_config.name)
-    if not os.path.exists(path):
-        return None
-    try:
-        table = Table.restore(path)
-        if table.name != table_config.name:
-            raise CheckpointError(f"{path}: holds table {table.name!r}, not {table_config.name!r}")
-    except (CheckpointError, OSError, ValueError) as e:
-        aside = f"{path}.corrupt-{int(time.time())}"
-        try:
-            os.replace(path, aside)  # keep it for inspection; the next checkpoint must not be blocked by it
-        except OSError:
-            aside = ""
-        log.error("table checkpoint unreadable, starting the table empty",
-                  extra={"table": table_config.name, "path": path, "moved_to": aside, "error": str(e)})
-        return None
-    info = table.info()
-    log.info("table restored", extra={"table": info.name, "path": path, "size": info.size,
-                                      "num_inserts": info.num_inserts, "rate_limiter": info.rate_limiter})
-    if (info.max_size, info.rate_limiter) != (table_config.max_size, table_config.rate_limiter):
-        log.warning("restored table keeps its checkpointed settings, not the configured ones",
-                    extra={"table": info.name, "max_size": info.max_size, "rate_limiter": info.rate_limiter})
-    return table
+    """The configured tables, each restored as its ``durability`` allows (``replay_service.recovery``)."""
+    return {t.name: open_table(t, config.checkpoint_dir, seed=config.seed + i) for i, t in enumerate(config.tables)}
 
 
 def serve(
@@ -70,21 +41,29 @@ def serve(
 ) -> None:
     """Serves until ``stop_event`` is set or SIGTERM/SIGINT arrives; ``on_ready(port)`` once bound."""
     tables = build_tables(config)
-    servicer = ReplayServicer(tables, checkpoint_dir=config.checkpoint_dir,
+    checkpointed = [t.name for t in config.tables if t.durability != "none"]
+    servicer = ReplayServicer(tables, checkpoint_dir=config.checkpoint_dir, checkpointed=checkpointed,
                               max_message_bytes=config.server.max_message_bytes)
+    registry = new_registry()
+    ReplayMetrics(registry, lambda: [table.info() for table in tables.values()])  # read when scraped
     running = start_server(
         lambda server: add_to_server(servicer, server),
         [SERVICE_NAME],
         host=config.server.host,
         port=config.server.port,
         max_message_bytes=config.server.max_message_bytes,
+        security=config.security,
+        max_workers=config.max_concurrent_calls,
+        registry=registry,
+        metrics_port=config.server.metrics_port,
     )
     stop = stop_event or threading.Event()
     # Insert and Sample streams run until cancelled: end them as soon as the stop is requested,
     # so clients reconnect elsewhere and the grace period is not spent waiting for them.
     threading.Thread(target=lambda: (stop.wait(), servicer.stop()), name="replay-stop", daemon=True).start()
     try:
-        registration = register_service(config.coord, "replay", config.server.address(running.port))
+        registration = register_service(config.coord, "replay", config.server.address(running.port),
+                                        config.server.metrics_address(running.metrics_port))
     except BaseException:  # e.g. Redis unreachable: do not leave a server running
         running.stop(0)
         raise
@@ -93,7 +72,8 @@ def serve(
         periodic = threading.Thread(target=_checkpoint_every, args=(servicer, config.checkpoint_every_seconds, stop),
                                     name="replay-checkpoint", daemon=True)
         periodic.start()
-    log.info("replay serving", extra={"port": running.port, "tables": ",".join(tables),
+    log.info("replay serving", extra={"port": running.port, "metrics_port": running.metrics_port,
+                                      "tables": ",".join(tables),
                                       "checkpoint_dir": config.checkpoint_dir})
     if on_ready is not None:
         on_ready(running.port)
@@ -104,10 +84,13 @@ def serve(
                 table.close()  # wakes handlers still blocked on a rate limiter
             if periodic is not None:
                 periodic.join()
-            if config.checkpoint_dir:
+            if config.checkpoint_dir and checkpointed:
                 path = servicer.checkpoint()  # closed tables still checkpoint: nothing writes any more
                 log.info("final checkpoint written", extra={"path": path})
         finally:
+            for table in tables.values():
+                if table.journal is not None:
+                    table.journal.close()
             if registration is not None:
                 registration.close()
 
@@ -133,6 +116,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--queue-size", type=int, default=64, help="items the queue table holds")
     parser.add_argument("--checkpoint-dir", default="", help="checkpoint tables here and restore on start")
     parser.add_argument("--checkpoint-every", type=float, default=0.0, help="seconds between checkpoints (0 = none)")
+    parser.add_argument("--durability", default="checkpoint", choices=DURABILITY,
+                        help="none, checkpoint, or wal (acked inserts fsynced to a log; needs --checkpoint-every)")
+    parser.add_argument("--wal-fsync-interval-ms", type=float, default=10.0,
+                        help="wal: inserts within this interval share one fsync")
     parser.add_argument("--max-message-mb", type=int, default=64, help="largest gRPC message, MiB")
     parser.add_argument("--redis-url", default="", help="Redis URL for registration (empty = none)")
     parser.add_argument("--run-id", default="default", help="run id of the Redis keys")
@@ -146,7 +133,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         config = ReplayServiceConfig(
             server=ServerOptions(host=args.host, port=args.port, max_message_mb=args.max_message_mb),
             coord=CoordOptions(redis_url=args.redis_url, run_id=args.run_id),
-            tables=(TableConfig.queue(args.table, args.queue_size),),
+            tables=(dataclasses.replace(TableConfig.queue(args.table, args.queue_size), durability=args.durability,
+                                        wal_fsync_interval_ms=args.wal_fsync_interval_ms),),
             checkpoint_dir=args.checkpoint_dir,
             checkpoint_every_seconds=args.checkpoint_every,
             seed=args.seed,

@@ -8,9 +8,10 @@ big messages with ``herd.wire.replay_codec`` (zero-copy views in, one copy out; 
 thread blocked, and maps every error to a status code with ``rpc_errors``. Register it with
 :func:`add_to_server`.
 
-Delivery is at-least-once: an ``InsertResponse`` is sent only after the items are stored, and a
-client re-sends what was not acknowledged on a new stream, so an item stored just before its
-stream broke may be stored twice (never lost once acknowledged).
+Delivery is at-least-once: an ``InsertResponse`` is sent only after the items are stored (for a
+``durability: wal`` table: after the fsync of the log that covers them), and a client re-sends
+what was not acknowledged on a new stream, so an item stored just before its stream broke may be
+stored twice (never lost once acknowledged).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import os
 import queue
 import threading
 import time
-from typing import Iterator, Mapping, Optional, Union
+from typing import Collection, Iterator, Mapping, Optional, Union
 
 import grpc
 import numpy as np
@@ -31,7 +32,9 @@ from herd.wire.channel import DEFAULT_MAX_MESSAGE_BYTES
 from herd.wire.replay_codec import InsertRequestView, decode_insert_request, encode_sample_response
 from herd.wire.status import FailedPreconditionError, NotFoundError, ResourceExhaustedError, UnavailableError
 from herd.wire.status import rpc_errors
+from replay_service.wal import WalError
 from replay_service.call_state import BlockedCalls, InsertStreams
+from replay_service.checkpoint import checkpoint_path
 from replay_service.info import table_info
 from replay_service.table import InsertTimeout, Table, TableClosed
 
@@ -50,11 +53,6 @@ _PER_ITEM_OVERHEAD_BYTES = 24  # one uint64 key + one double probability, with t
 _END = object()  # ends an Insert stream's ack queue
 
 
-def checkpoint_path(directory: str, table: str) -> str:
-    """Where table ``table`` is checkpointed inside ``directory``."""
-    return os.path.join(directory, f"{table}.npz")
-
-
 class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
     """Serves several named tables over ``herd.v1.ReplayService``."""
 
@@ -63,11 +61,13 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
         tables: Mapping[str, Table],
         *,
         checkpoint_dir: str = "",
+        checkpointed: Optional[Collection[str]] = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         wait_slice: float = WAIT_SLICE_SECONDS,
     ) -> None:
         self._tables = dict(tables)
         self._checkpoint_dir = checkpoint_dir
+        self._checkpointed = list(self._tables if checkpointed is None else checkpointed)  # not durability none
         self._max_message_bytes = max_message_bytes
         self._slice = wait_slice
         self._streams = InsertStreams()
@@ -81,14 +81,14 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
         self._streams.stop()
 
     def checkpoint(self) -> str:
-        """Writes every table to ``checkpoint_dir/<table>.npz`` atomically; returns the directory."""
+        """Writes every checkpointed table to ``checkpoint_dir/<table>.npz`` atomically; returns the directory."""
         if not self._checkpoint_dir:
             raise FailedPreconditionError("checkpoint: this server has no checkpoint_dir configured")
         directory = os.path.abspath(self._checkpoint_dir)
         with self._checkpoint_lock:
             os.makedirs(directory, exist_ok=True)
-            for name, table in self._tables.items():
-                table.checkpoint(checkpoint_path(directory, name))
+            for name in self._checkpointed:
+                self._tables[name].checkpoint(checkpoint_path(directory, name))
         return directory
 
     # -- RPCs ---------------------------------------------------------------------------
@@ -98,7 +98,9 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
     ) -> Iterator[replay_pb2.InsertResponse]:
         # Two threads per stream: a reader receives and stores request k+1 while this handler
         # thread sends the ack of request k, so the ack's round trip is off the critical path.
-        # Acks still leave in order and only after their items are stored.
+        # Acks still leave in order and only after their items are stored -- for a durable table,
+        # after the log's fsync that covers them: this thread waits for it while the reader goes
+        # on storing, so requests arriving meanwhile share that fsync (group commit).
         acks: queue.SimpleQueue = queue.SimpleQueue()
         with self._streams.track(context):
             reader = threading.Thread(target=self._read_inserts, args=(request_iterator, context, acks),
@@ -106,8 +108,11 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
             reader.start()
             while (ack := acks.get()) is not _END:
                 if isinstance(ack, BaseException):
+                    self._wait_all_durable(context)  # keys of a partly timed-out insert are acked in its error
                     raise ack
-                yield ack
+                response, table, position = ack
+                self._wait_durable(table, position, context)
+                yield response
                 self._streams.acked(context)  # runs once gRPC has sent the ack
 
     def _read_inserts(
@@ -119,7 +124,9 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
                 self._streams.received(context)
                 request = _insert_view(message)
                 keys = self._insert(request, context)
-                acks.put(replay_pb2.InsertResponse(sequence_id=request.sequence_id, keys=keys))
+                table = self._tables[request.table]
+                acks.put((replay_pb2.InsertResponse(sequence_id=request.sequence_id, keys=keys), table,
+                          table.log_position))  # >= the position of this request's records
             acks.put(_END)
         except BaseException as e:  # noqa: BLE001 - raised again by the handler thread, after earlier acks
             acks.put(e)
@@ -237,6 +244,8 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
                     keys += e.keys
                 except TableClosed as e:
                     raise UnavailableError(f"table {table.name!r} is closed (server shutting down)") from e
+                except WalError as e:  # the log cannot take more: clients re-send after a restart
+                    raise UnavailableError(f"table {table.name!r}: {e}") from e
                 if deadline is not None and time.monotonic() >= deadline:
                     context.set_trailing_metadata(((INSERTED_KEYS_METADATA, ",".join(map(str, keys))),))
                     total = next(iter(items.values())).shape[1]
@@ -259,6 +268,8 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
                     return table.sample(b, timeout=self._wait_time(deadline))
                 except TableClosed as e:
                     raise UnavailableError(f"table {table.name!r} is closed (server shutting down)") from e
+                except WalError as e:  # the log cannot take more: clients re-send after a restart
+                    raise UnavailableError(f"table {table.name!r}: {e}") from e
                 except RateLimitTimeout:
                     if deadline is not None and time.monotonic() >= deadline:
                         raise RateLimitTimeout(
@@ -266,6 +277,18 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
                         ) from None
                 self._check_alive(context)
                 blocked()
+
+    def _wait_durable(self, table: Table, position: int, context: grpc.ServicerContext) -> None:
+        """Returns once ``table``'s log is fsynced up to ``position`` (at once for other tables)."""
+        try:
+            while not table.wait_durable(position, self._slice):
+                self._check_alive(context)
+        except WalError as e:
+            raise UnavailableError(f"table {table.name!r}: {e}") from e
+
+    def _wait_all_durable(self, context: grpc.ServicerContext) -> None:
+        for table in self._tables.values():
+            self._wait_durable(table, table.log_position, context)
 
     def _wait_time(self, deadline: Optional[float]) -> float:
         if deadline is None:

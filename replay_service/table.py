@@ -5,6 +5,10 @@ integer keys, picks them with a sampler, evicts them with a remover when ``max_s
 reached or once sampled ``max_times_sampled`` times, and blocks inserts and samples while
 its rate limiter forbids them (Reverb semantics, DESIGN.md §4). It satisfies
 ``herd.interfaces.TrajectoryWriter`` and ``BatchSource``; the gRPC servicer wraps it.
+
+A durable table (``durability: wal``) has a ``WriteAheadLog`` attached: every change of state
+(insert, eviction, sample, priority update) is appended to it under the table lock, and
+:meth:`Table.apply` replays those records on restart (``replay_service.recovery``).
 """
 
 from __future__ import annotations
@@ -12,18 +16,22 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
 from herd.interfaces import RateLimitTimeout, SampledBatch
 from herd.types import stack_items
 from replay_service import checkpoint as ckpt
+from replay_service import wal_records as wr
 from replay_service.rate_limiters import MinSize, Queue, RateLimiter, TableState, WaitClock, limiter_from_info
 from replay_service.selectors import Fifo, ItemSelector, Priorities, Uniform, make_selector
 from replay_service.selectors import validate_priorities
 from replay_service.signature import Signature, SignatureSpec, check_batch, normalize_signature
 from replay_service.signature import prepare_items, signature_of
+
+if TYPE_CHECKING:
+    from replay_service.wal import WriteAheadLog
 
 __all__ = ["InsertTimeout", "Table", "TableClosed", "TableInfo", "queue", "uniform_replay"]
 
@@ -110,6 +118,8 @@ class Table:
         self._remaining = 0  # sum over items of (max_times_sampled - times_sampled), when limited
         self._num_inserts = self._num_samples = self._num_deletes = 0
         self._closed = False
+        self._journal: Optional["WriteAheadLog"] = None
+        self._lsn = 0  # log position of the last logged (or replayed) change; checkpoints record it
 
     # -- writing -----------------------------------------------------------------------
     def insert(
@@ -132,9 +142,14 @@ class Table:
         if signature is None:  # the first valid insert fixes the item structure
             with self._lock:
                 if self._signature is None:
-                    self._signature = signature_of(arrays)
+                    fixed = signature_of(arrays)
+                    if self._journal is not None:
+                        self._lsn = self._journal.log_signature(fixed)
+                    self._signature = fixed
                 signature = self._signature
         batch = prepare_items(arrays, signature)  # validated copies, made outside the lock
+        journal = self._journal  # log payloads and their CRCs, also computed outside the lock
+        logged = [journal.encode_item(item, signature) for item in batch] if journal is not None else None
         deadline = None if timeout is None else time.monotonic() + timeout
         keys: list[int] = []
         with self._lock:
@@ -142,7 +157,7 @@ class Table:
                 self._check_open()
                 if self._limiter.can_insert(1, self._state()):
                     i = len(keys)
-                    keys.append(self._insert_one(batch[i], prios[i]))
+                    keys.append(self._insert_one(batch[i], prios[i], None if logged is None else logged[i]))
                     continue
                 self._can_sample.notify_all()  # let samplers drain what we inserted so far
                 if not self._wait(self._can_insert, self._limiter.insert_wait, deadline):
@@ -161,16 +176,12 @@ class Table:
             raise ValueError(f"keys: expected a sequence of integers, got {keys!r}")
         key_list = [int(k) for k in key_arr]
         prios = validate_priorities(priorities, len(key_list))
-        updated = 0
         with self._lock:
-            for key, p in zip(key_list, prios):
-                item = self._items.get(key)
-                if item is not None:
-                    self._sampler.update(key, p)
-                    self._remover.update(key, p)
-                    item.priority = p
-                    updated += 1
-        return updated
+            known = [(key, p) for key, p in zip(key_list, prios) if key in self._items]
+            self._set_priorities(known)
+            if known and self._journal is not None:
+                self._lsn = self._journal.log_priorities([k for k, _ in known], [p for _, p in known])
+        return len(known)
 
     # -- reading -----------------------------------------------------------------------
     def sample(self, batch_size: int, timeout: Optional[float] = None) -> SampledBatch:
@@ -221,6 +232,8 @@ class Table:
                         self._delete(key)
             self._limiter.on_sample(b)
             self._num_samples += b
+            if self._journal is not None:  # not waited for: a crash may hand out these items again
+                self._lsn = self._journal.log_sample(keys)
             size = len(self._items)
             self._can_insert.notify_all()
         return SampledBatch(
@@ -255,6 +268,72 @@ class Table:
                 sample_blocked_seconds=self._limiter.sample_wait.total(),
             )
 
+    # -- durability (write-ahead log) --------------------------------------------------
+    @property
+    def journal(self) -> Optional["WriteAheadLog"]:
+        """The attached write-ahead log, if the table is durable (``durability: wal``)."""
+        return self._journal
+
+    def attach_journal(self, journal: "WriteAheadLog") -> None:
+        """From now on every change is appended to ``journal`` (whose next lsn follows :attr:`log_position`)."""
+        with self._lock:
+            if journal.position != self._lsn:
+                raise ValueError(f"journal: starts after lsn {journal.position}, the table is at {self._lsn}")
+            self._journal = journal
+
+    @property
+    def signature(self) -> Optional[Signature]:
+        """Field -> (dtype, item shape), fixed by the first insert (None before it)."""
+        return self._signature
+
+    @property
+    def log_position(self) -> int:
+        """Log sequence number of the last logged or replayed change (0: none)."""
+        return self._lsn
+
+    def wait_durable(self, position: int, timeout: Optional[float] = None) -> bool:
+        """Waits until the log is fsynced up to ``position`` (True at once without a log); False on timeout."""
+        journal = self._journal
+        return True if journal is None else journal.wait_durable(position, timeout)
+
+    def apply(self, record: wr.Record) -> None:
+        """Replays one logged change (restart recovery), bypassing the rate limiter; logs nothing.
+
+        Records are applied in log order onto the checkpoint they follow, which reproduces keys,
+        priorities, times sampled, counters and limiter counters exactly. Records naming keys the
+        table does not hold (only after a lost checkpoint) are skipped for those keys.
+        """
+        with self._lock:
+            kind = record.kind
+            if kind is wr.Kind.INSERT:
+                if self._signature is None:
+                    raise wr.RecordError(f"INSERT record {record.lsn}: no signature logged before it")
+                if record.key not in self._items:
+                    data = wr.item_arrays(record, self._signature)
+                    if len(self._items) >= self.max_size:  # only when an eviction record was lost
+                        self._delete(self._remover.select()[0])
+                    self._apply_insert(record.key, record.priority, data)
+            elif kind is wr.Kind.DELETE:
+                if record.key in self._items:
+                    self._delete(record.key)
+            elif kind is wr.Kind.SAMPLE:
+                self._apply_sample(record.keys)
+            elif kind is wr.Kind.PRIORITY:
+                self._set_priorities([(k, p) for k, p in zip(record.keys, record.priorities) if k in self._items])
+            elif kind is wr.Kind.SIGNATURE:
+                self._adopt_signature(normalize_signature(ckpt.signature_from_json(record.json())))
+            self._lsn = max(self._lsn, record.lsn)
+
+    def adopt_signature(self, signature: Signature) -> None:
+        """Fixes the item structure before any insert (recovery: from a log segment's header)."""
+        with self._lock:
+            self._adopt_signature(signature)
+
+    def _adopt_signature(self, signature: Optional[Signature]) -> None:
+        if self._signature is not None and signature != self._signature:
+            raise ValueError(f"signature: {signature} differs from the table's {self._signature}")
+        self._signature = signature
+
     def close(self) -> None:
         """Refuses further calls and wakes every blocked caller with ``TableClosed``."""
         with self._lock:
@@ -276,6 +355,8 @@ class Table:
                 "remover": self._remover.spec(),
                 "rate_limiter": self._limiter.info(),
                 "signature": ckpt.signature_to_json(self._signature),
+                # Every logged change up to here is in this checkpoint; the log rotates to a new segment.
+                "wal_position": self._journal.rotate() if self._journal is not None else self._lsn,
                 "counters": {
                     "next_key": self._next_key,
                     "num_inserts": self._num_inserts,
@@ -284,6 +365,8 @@ class Table:
                 },
             }
         ckpt.write(path, header, ckpt.pack_items(rows, self._signature))
+        if self._journal is not None:  # the checkpoint is durable: the segments it covers can go
+            self._journal.drop_through(header["wal_position"])
 
     @classmethod
     def restore(cls, path: ckpt.PathLike) -> "Table":
@@ -314,6 +397,7 @@ class Table:
             table._next_key = int(c["next_key"])
             table._num_inserts, table._num_samples = int(c["num_inserts"]), int(c["num_samples"])
             table._num_deletes = int(c["num_deletes"])
+            table._lsn = int(header.get("wal_position", 0))  # format_version 1 has none
         except (KeyError, TypeError, ValueError) as e:
             raise ckpt.CheckpointError(f"{path}: malformed table checkpoint ({e!r})") from e
         return table
@@ -327,23 +411,50 @@ class Table:
             return False
         return self._limiter.can_sample(b, self._state())
 
-    def _insert_one(self, data: Mapping[str, np.ndarray], priority: float) -> int:
+    def _insert_one(self, data: Mapping[str, np.ndarray], priority: float, logged: Optional[wr.EncodedItem]) -> int:
         if len(self._items) >= self.max_size:
             victim, _ = self._remover.select()
             self._delete(victim)
-        key = self._next_key
+            if self._journal is not None:  # logged explicitly: a random remover is not replayed
+                self._lsn = self._journal.log_delete(victim)
+        key = self._apply_insert(self._next_key, priority, data)
+        if self._journal is not None and logged is not None:
+            self._lsn = self._journal.log_insert(key, priority, logged)
+        return key
+
+    def _apply_insert(self, key: int, priority: float, data: Mapping[str, np.ndarray]) -> int:
         self._sampler.insert(key, priority)
         try:
             self._remover.insert(key, priority)
         except ValueError:
             self._sampler.delete(key)
             raise
-        self._next_key += 1
+        self._next_key = max(self._next_key, key + 1)
         self._items[key] = _Item(data, priority)
         self._num_inserts += 1
         self._remaining += self.max_times_sampled
         self._limiter.on_insert(1)
         return key
+
+    def _apply_sample(self, keys: Sequence[int]) -> None:
+        limit = self.max_times_sampled
+        for key in keys:
+            item = self._items.get(key)
+            if item is None:
+                continue
+            item.times_sampled += 1
+            if limit:
+                self._remaining -= 1
+                if item.times_sampled >= limit:
+                    self._delete(key)
+        self._limiter.on_sample(len(keys))
+        self._num_samples += len(keys)
+
+    def _set_priorities(self, pairs: Sequence[tuple[int, float]]) -> None:
+        for key, p in pairs:
+            self._sampler.update(key, p)
+            self._remover.update(key, p)
+            self._items[key].priority = p
 
     def _delete(self, key: int) -> None:
         item = self._items.pop(key)

@@ -8,7 +8,6 @@ which is what ``restart()`` uses to simulate Redis losing its state.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,16 +19,12 @@ from typing import Sequence
 import redis
 import redis.exceptions as rexc
 
+from herd.fsutil import find_executable
+
 
 def find_redis_server() -> str:
     """Path of the ``redis-server`` binary (``$HERD_REDIS_SERVER``, else PATH)."""
-    path = os.environ.get("HERD_REDIS_SERVER") or shutil.which("redis-server")
-    if not path:
-        raise FileNotFoundError(
-            "redis-server not found on PATH: run `make setup` (it installs redis-server), "
-            "or set HERD_REDIS_SERVER to the binary"
-        )
-    return path
+    return find_executable("redis-server", "HERD_REDIS_SERVER", "run `make setup` (it installs redis-server)")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -108,9 +103,16 @@ class LocalRedis:
         args = [self.executable, "--port", str(self.port), "--bind", self.host, "--save", "", "--appendonly", "no",
                 "--daemonize", "no", "--dir", self._dir.name, "--logfile", log_path]  # fmt: skip
         if self.password:
-            args += ["--requirepass", self.password]
-        self._proc = subprocess.Popen([*args, *self.extra_args], stdin=subprocess.DEVNULL,
+            # Read from stdin ("-"), not the command line, which every local user can see in ps.
+            args.insert(1, "-")
+        self._proc = subprocess.Popen([*args, *self.extra_args], stdin=subprocess.PIPE if self.password
+                                      else subprocess.DEVNULL,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        if self.password:
+            assert self._proc.stdin is not None
+            quoted = self.password.replace("\\", "\\\\").replace('"', '\\"')
+            self._proc.stdin.write(f'requirepass "{quoted}"\n'.encode())
+            self._proc.stdin.close()
         client = redis.Redis.from_url(self.url, socket_timeout=1.0, socket_connect_timeout=1.0)
         deadline = time.monotonic() + self.startup_timeout
         try:

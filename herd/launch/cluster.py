@@ -27,6 +27,7 @@ from herd.fsutil import atomic_write
 from herd.launch.redis_keeper import RedisKeeper
 from herd.launch.run_config import RunConfig
 from herd.launch.supervisor import ServiceSpec, Supervisor
+from herd.launch.tls_files import SecureFiles
 from herd.telemetry.progress import Progress
 from herd.telemetry.run_dir import RunRecorder
 from herd.types import EpisodeRecord
@@ -34,13 +35,15 @@ from herd.types import EpisodeRecord
 log = logging.getLogger(__name__)
 
 CLUSTER_FILE = "cluster.json"  # where herd status finds Redis and the run id
+SECRETS_DIR = "secrets"  # herd up --secure: CA, certificates, keys and token (herd.launch.tls_files)
 
 
 def _serve_argv(kind: str, run_dir: str, redis_url: str, run_id: str, port: int, *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "herd.cli", "serve", kind,
         "--config", os.path.join(run_dir, "config.yaml"),
-        "--redis-url", redis_url, "--run-id", run_id, "--host", "127.0.0.1", "--port", str(port),
+        *(["--redis-url", redis_url] if redis_url else []), "--run-id", run_id, "--host", "127.0.0.1",
+        "--port", str(port),
         *extra,
     ]
 
@@ -73,14 +76,27 @@ def service_plan(config: RunConfig) -> list[ServicePlan]:
 
 
 def service_specs(
-    config: RunConfig, run_dir: str, redis_url: str, run_id: str, ports: Optional[Mapping[str, int]] = None
+    config: RunConfig,
+    run_dir: str,
+    redis_url: str,
+    run_id: str,
+    secure: Optional[SecureFiles] = None,
+    ports: Optional[Mapping[str, int]] = None,
 ) -> list[ServiceSpec]:
     """The services of a local cluster as processes, in start order (stop order is the reverse).
 
+    With ``secure`` every service runs with mutual TLS and the token, and gets the Redis URL
+    (which then holds a password) from its environment rather than a command line others can read.
     ``ports`` fixes each service's gRPC port by name (else 0: any free port). ``herd up``
     fixes them so a restarted service comes back where its clients still dial it: the
     clients resolve an address once, as they would a docker or Kubernetes service name.
     """
+    if secure is not None:
+        specs = service_specs(config, run_dir, "", run_id, ports=ports)
+        for spec in specs:
+            spec.argv += secure.serve_flags()
+            spec.env["HERD_REDIS_URL"] = redis_url
+        return specs
     specs = []
     for plan in service_plan(config):
         dirs = [arg for flag, role in plan.dirs for arg in (flag, os.path.join(run_dir, role))]
@@ -99,8 +115,15 @@ def up(
     progress: bool = True,
     tensorboard: bool = True,
     resume: bool = False,
+    secure: bool = False,
+    prometheus: bool = False,
 ) -> dict[str, Any]:
-    """Runs a local cluster until ``config.steps`` env steps; returns the summary it writes."""
+    """Runs a local cluster until ``config.steps`` env steps; returns the summary it writes.
+
+    ``secure``: a throwaway CA, certificates and token in ``<run_dir>/secrets`` (new on every
+    start), mutual TLS and the token on every gRPC channel, and a password on the local Redis.
+    With ``prometheus``, a Prometheus server scrapes every service (``herd.launch.prometheus``).
+    """
     from herd.coord import Coordinator
     from herd.coord.server import LocalRedis, free_port
 
@@ -110,9 +133,15 @@ def up(
     previous = json.load(open(cluster_path)) if resume and os.path.exists(cluster_path) else {}
     run_id = previous.get("run_id") or f"{_slug(os.path.basename(os.path.abspath(run_dir)))}-{secrets.token_hex(3)}"
 
+    secure_files = None
+    if secure:
+        from herd.launch.tls_files import write_secure_files
+
+        secure_files = write_secure_files(os.path.abspath(os.path.join(run_dir, SECRETS_DIR)))
     redis = None
     if not redis_url:
-        redis = LocalRedis(log_path=os.path.abspath(os.path.join(run_dir, "logs", "redis.log")))
+        redis = LocalRedis(log_path=os.path.abspath(os.path.join(run_dir, "logs", "redis.log")),
+                           password=secrets.token_urlsafe(24) if secure else None)
         redis.start()
         redis_url = redis.url
     coordinator = Coordinator(redis_url, run_id)
@@ -125,7 +154,8 @@ def up(
         while (port := free_port()) in ports.values():
             pass
         ports[plan.name] = port
-    specs = service_specs(config, run_dir, redis_url, run_id, ports)
+    prom = None
+    specs = service_specs(config, run_dir, redis_url, run_id, secure_files, ports)
     supervisor = Supervisor(specs, os.path.join(run_dir, "logs"))
     stop = threading.Event()
     previous_handlers = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -139,8 +169,11 @@ def up(
             "services": {name: supervisor.pid(name) for name in supervisor.children},
             "restarts": {**supervisor.restarts(), "redis": keeper.restarts},
             "counters": counters,
+            "secure": secure,
         }
-        with atomic_write(cluster_path) as f:
+        if prom is not None:
+            data["prometheus"] = {"url": prom.url, "pid": prom.pid}
+        with atomic_write(cluster_path) as f:  # 0600 (mkstemp): the Redis URL may hold a password
             f.write(json.dumps(data, indent=2).encode())
 
     display = Progress(config.steps, enabled=progress)
@@ -151,6 +184,12 @@ def up(
     last_id = "0-0"
     last_file_write = 0.0
     try:
+        if prometheus:
+            from herd.launch.prometheus import LocalPrometheus
+
+            prom = LocalPrometheus(os.path.join(run_dir, "prometheus"),
+                                   log_path=os.path.abspath(os.path.join(run_dir, "logs", "prometheus.log"))).start()
+            print(f"prometheus: {prom.url}", file=sys.stderr, flush=True)
         supervisor.start_all()
         while not stop.is_set():
             supervisor.poll()
@@ -172,6 +211,8 @@ def up(
             if now - last_file_write > 1.0:
                 write_cluster_file(counters)
                 last_file_write = now
+                if prom is not None:  # restarted services come back on new ports: keep scraping them
+                    _update_scrape_targets(prom, coordinator, supervisor)
             display.update(env_steps, int(counters.get("learner_steps", 0)), recorder.mean_return())
             if env_steps >= config.steps:
                 break
@@ -198,6 +239,8 @@ def up(
             pass
         write_cluster_file(counters)
         supervisor.close()
+        if prom is not None:
+            prom.stop()
         if redis is not None:
             redis.stop()
         for sig, handler in previous_handlers.items():
@@ -224,6 +267,15 @@ def up(
             "restarts": {**supervisor.restarts(), "redis": keeper.restarts},
         }
     )
+
+
+def _update_scrape_targets(prom: Any, coordinator: Any, supervisor: Supervisor) -> None:
+    try:
+        records = coordinator.services()
+    except Exception as e:  # noqa: BLE001 - Redis restarting: keep the targets Prometheus has
+        log.warning("cannot read registrations for Prometheus", extra={"error": str(e)})
+        return
+    prom.update_targets(records, {supervisor.pid(name): name for name in supervisor.children})
 
 
 def _slug(text: str) -> str:

@@ -6,12 +6,23 @@ import json
 import os
 from typing import Any, Optional
 
-from herd.launch.cluster import CLUSTER_FILE
+from herd.launch.cluster import CLUSTER_FILE, SECRETS_DIR
+from herd.options import SecurityOptions
 from herd.wire.health import check_health
 
 
-def cluster_status(redis_url: str, run_id: str, redis_pid: Optional[int] = None) -> dict[str, Any]:
-    """``{"run_id", "services": [...], "counters": {...}}`` as ``herd status --json`` prints it."""
+def cluster_status(
+    redis_url: str,
+    run_id: str,
+    redis_pid: Optional[int] = None,
+    prometheus: Optional[dict[str, Any]] = None,
+    security: Optional[SecurityOptions] = None,
+) -> dict[str, Any]:
+    """``{"run_id", "services": [...], "counters": {...}}`` as ``herd status --json`` prints it.
+
+    ``prometheus`` (``{"url", "pid"}`` from cluster.json) adds the Prometheus of ``herd up --prometheus``.
+    ``security``: TLS settings to probe TLS servers with (health needs no token).
+    """
     from herd.coord import Coordinator
 
     coordinator = Coordinator(redis_url, run_id)
@@ -39,9 +50,13 @@ def cluster_status(redis_url: str, run_id: str, redis_pid: Optional[int] = None)
                 "pid": rec.pid,
                 "grpc": rec.grpc,
                 "metrics": rec.metrics,
-                "health": check_health(rec.grpc),
+                "health": check_health(rec.grpc, security=security),
             }
         )
+    if prometheus:
+        address = prometheus["url"].split("://", 1)[-1]
+        services.append({"kind": "prometheus", "id": "prometheus", "pid": prometheus.get("pid"), "grpc": "",
+                         "metrics": address, "health": _http_ready(prometheus["url"])})
     keys = ("env_steps", "episodes", "learner_steps")
     return {
         "run_id": run_id,
@@ -50,6 +65,22 @@ def cluster_status(redis_url: str, run_id: str, redis_pid: Optional[int] = None)
             k: int(v) for k, v in counters.items() if k not in keys
         },
     }
+
+
+def _http_ready(url: str) -> str:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url}/-/ready", timeout=2.0) as response:
+            return "SERVING" if response.status == 200 else "NOT_SERVING"
+    except OSError:
+        return "NOT_SERVING"
+
+
+def prometheus_from_run_dir(run_dir: str) -> Optional[dict[str, Any]]:
+    """``{"url", "pid"}`` of the Prometheus ``herd up --prometheus`` runs, or None."""
+    path = os.path.join(run_dir, CLUSTER_FILE)
+    return json.load(open(path)).get("prometheus") if os.path.exists(path) else None
 
 
 def from_run_dir(run_dir: str) -> tuple[str, str, Optional[int]]:
@@ -61,12 +92,24 @@ def from_run_dir(run_dir: str) -> tuple[str, str, Optional[int]]:
     return data["redis_url"], data["run_id"], data.get("redis_pid")
 
 
+def run_dir_security(run_dir: str) -> Optional[SecurityOptions]:
+    """The operator credentials ``herd up --secure`` left in ``run_dir`` (None if it made none)."""
+    directory = os.path.join(run_dir, SECRETS_DIR)
+    if not os.path.isdir(directory):
+        return None
+    from herd.launch.tls_files import load_secure_files
+
+    files = load_secure_files(directory)
+    return SecurityOptions(tls_cert=files.client_cert, tls_key=files.client_key, tls_ca=files.ca_cert,
+                           token_file=files.token_file)
+
+
 def format_table(status: dict[str, Any]) -> str:
     lines = [f"run {status['run_id']}"]
-    lines.append(f"{'KIND':8} {'ID':34} {'PID':>7}  {'GRPC':22} {'METRICS':22} HEALTH")
+    lines.append(f"{'KIND':10} {'ID':34} {'PID':>7}  {'GRPC':22} {'METRICS':22} HEALTH")
     for s in status["services"]:
         lines.append(
-            f"{s['kind']:8} {str(s['id'])[:34]:34} {str(s['pid'] or '-'):>7}  {s['grpc'] or '-':22} "
+            f"{s['kind']:10} {str(s['id'])[:34]:34} {str(s['pid'] or '-'):>7}  {s['grpc'] or '-':22} "
             f"{s['metrics'] or '-':22} {s['health']}"
         )
     lines.append("counters: " + ", ".join(f"{k}={v}" for k, v in status["counters"].items()))

@@ -16,14 +16,19 @@ ends agree on message-size limits and keepalive.
   no built-in retries: their clients reconnect themselves, and with grpcio 1.85 a retried
   server-streaming call whose server was killed mid-call can hang past its deadline (a
   learner's ``Sample`` did, forever, after ``kill -9`` of the replay).
+- Security: with a ``herd.options.SecurityOptions`` the channel uses TLS (mutual with a client
+  certificate) and sends the shared token on every call (:mod:`herd.wire.security`).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import grpc
+
+if TYPE_CHECKING:
+    from herd.options import SecurityOptions
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 """Largest message sent or received: 64 MiB (above gRPC's 4 MiB default, below its 2 GiB cap)."""
@@ -93,8 +98,10 @@ def make_channel(
     retry: bool = True,
     options: Sequence[tuple[str, Any]] = (),
     credentials: grpc.ChannelCredentials | None = None,
+    security: Optional["SecurityOptions"] = None,
 ) -> grpc.Channel:
-    """An insecure (or, with ``credentials``, secure) channel to ``address`` (``host:port``)."""
+    """A channel to ``address`` (``host:port``): insecure, or secured by ``credentials`` / ``security``."""
+    credentials, options, token = _secured(credentials, options, security)
     opts = channel_options(
         max_message_bytes,
         keepalive_time_ms=keepalive_time_ms,
@@ -103,8 +110,29 @@ def make_channel(
         options=options,
     )
     if credentials is not None:
-        return grpc.secure_channel(address, credentials, options=opts)
-    return grpc.insecure_channel(address, options=opts)
+        channel = grpc.secure_channel(address, credentials, options=opts)
+    else:
+        channel = grpc.insecure_channel(address, options=opts)
+    if token:
+        from herd.wire.security import BearerToken
+
+        channel = grpc.intercept_channel(channel, BearerToken(token))
+    return channel
+
+
+def _secured(
+    credentials: grpc.ChannelCredentials | None,
+    options: Sequence[tuple[str, Any]],
+    security: Optional["SecurityOptions"],
+) -> tuple[grpc.ChannelCredentials | None, list[tuple[str, Any]], str]:
+    """``(credentials, options, token)`` once ``security`` (if any) is applied."""
+    if security is None:
+        return credentials, list(options), ""
+    from herd.wire import security as sec
+
+    if credentials is None:
+        credentials = sec.channel_credentials(security)
+    return credentials, [*sec.channel_options(security), *options], security.bearer_token()
 
 
 def make_aio_channel(
@@ -116,8 +144,10 @@ def make_aio_channel(
     retry: bool = True,
     options: Sequence[tuple[str, Any]] = (),
     credentials: grpc.ChannelCredentials | None = None,
+    security: Optional["SecurityOptions"] = None,
 ) -> grpc.aio.Channel:
     """Like :func:`make_channel`, for ``grpc.aio`` clients (call inside a running event loop)."""
+    credentials, options, token = _secured(credentials, options, security)
     opts = channel_options(
         max_message_bytes,
         keepalive_time_ms=keepalive_time_ms,
@@ -125,9 +155,14 @@ def make_aio_channel(
         retry=retry,
         options=options,
     )
+    interceptors = None
+    if token:
+        from herd.wire.security import aio_token_interceptors
+
+        interceptors = aio_token_interceptors(token)
     if credentials is not None:
-        return grpc.aio.secure_channel(address, credentials, options=opts)
-    return grpc.aio.insecure_channel(address, options=opts)
+        return grpc.aio.secure_channel(address, credentials, options=opts, interceptors=interceptors)
+    return grpc.aio.insecure_channel(address, options=opts, interceptors=interceptors)
 
 
 def server_options(

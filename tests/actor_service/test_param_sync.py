@@ -65,3 +65,48 @@ def test_failures_are_retried_and_other_names_go_straight_through() -> None:
     assert fetcher.fetch("other", 0).version == 1
     fetcher.close()
     assert not fetcher._thread.is_alive()
+
+
+class TimedStore(ParameterStore):
+    """Records when each fetch reaches the server."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fetched_at: list[float] = []
+
+    def fetch(self, name, min_version=0):
+        self.fetched_at.append(time.monotonic())
+        return super().fetch(name, min_version)
+
+
+def test_fetches_are_timed_to_land_just_before_the_next_question() -> None:
+    store = TimedStore()
+    store.publish("policy", 0, {"w": np.zeros(1, np.float32)})
+    fetcher = BackgroundFetcher(store, "policy")
+    assert wait_for(lambda: fetcher.fetch("policy", 0) is not None)
+    period = 0.2
+    asked = []
+    for _ in range(6):  # the actor asks once per unroll, every 200 ms
+        time.sleep(period)
+        asked.append(time.monotonic())
+        fetcher.fetch("policy", 1)
+    time.sleep(period)
+    fetcher.close()
+    # Once the rhythm is known the fetch after a question waits most of the period, so the
+    # weights the next question gets are a few ms old, not a whole unroll.
+    last_question, last_fetch = asked[-1], store.fetched_at[-1]
+    assert last_fetch - last_question > 0.5 * period
+
+
+def test_without_just_in_time_the_fetch_starts_at_once() -> None:
+    store = TimedStore()
+    store.publish("policy", 0, {"w": np.zeros(1, np.float32)})
+    fetcher = BackgroundFetcher(store, "policy", just_in_time=False)
+    assert wait_for(lambda: fetcher.fetch("policy", 0) is not None)
+    for _ in range(4):
+        time.sleep(0.2)
+        t = time.monotonic()
+        fetcher.fetch("policy", 1)
+    assert wait_for(lambda: store.fetched_at[-1] >= t)
+    assert store.fetched_at[-1] - t < 0.1  # not held back to the next question, ~0.2 s away
+    fetcher.close()

@@ -141,3 +141,8 @@ def test_monitoring_mounts_the_shared_config_paths(config):
     grafana = {v["target"]: v["source"] for v in services["grafana"]["volumes"] if v["type"] == "bind"}
     assert grafana["/etc/grafana/provisioning"] == str(ROOT / "deploy" / "grafana" / "provisioning")
     assert grafana["/etc/grafana/dashboards"] == str(ROOT / "deploy" / "grafana" / "dashboards")
+    # ... where the provisioned dashboard provider looks for them.
+    import yaml
+
+    provider = yaml.safe_load((ROOT / "deploy/grafana/provisioning/dashboards/herd.yml").read_text())["providers"][0]
+    assert provider["options"]["path"] in grafana

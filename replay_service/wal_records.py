@@ -1,0 +1,219 @@
+"""The replay write-ahead log's on-disk records: framing, CRC32, encode and decode (no pickle).
+
+Where it sits: ``replay_service.wal`` appends these records for every mutation of a durable
+table (``durability: wal``) and reads them back on restart; ``Table.apply`` replays them.
+
+A record on disk, all integers little-endian::
+
+    u32 meta_len | u32 payload_len | u32 crc | meta (meta_len bytes) | payload (payload_len bytes)
+    meta = u8 kind | u64 lsn | kind-specific fixed fields
+
+    crc = CRC32 over payload, then the two lengths, then meta (zlib.crc32 running in that order)
+
+The payload comes first in the CRC so the expensive part (an item's tensor bytes) is summed
+before the table lock is taken; the key and log position are only known under the lock.
+
+Kinds (``lsn`` is the log sequence number: 1, 2, 3, ... over the table's life):
+
+- ``INSERT``  meta ``u64 key, f64 priority``; payload the item's fields' raw bytes, C order, in
+  signature order (the dtypes and shapes come from the signature, logged once).
+- ``DELETE``  meta ``u64 key``: the remover evicted ``key`` to make room for the next insert.
+- ``SAMPLE``  meta ``u32 n``; payload ``n`` u64 keys, as picked (repeats possible): each key's
+  ``times_sampled`` grows by one and it is deleted on reaching ``max_times_sampled``.
+- ``PRIORITY`` meta ``u32 n``; payload ``n`` u64 keys then ``n`` f64 priorities.
+- ``SIGNATURE`` payload: the table signature as JSON (``checkpoint.signature_to_json``).
+- ``HEADER``  (first record of a segment, lsn 0) payload: JSON ``{format, format_version, table,
+  first_lsn, signature}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import struct
+import zlib
+from typing import Any, Iterable, Mapping, Optional, Sequence
+
+import numpy as np
+
+from replay_service.signature import Signature
+
+FORMAT = "herd.replay.wal"
+FORMAT_VERSION = 1
+MAGIC = b"HERDWAL\n"
+"""The first 8 bytes of every segment file."""
+MAX_META_BYTES = 64
+MAX_PAYLOAD_BYTES = (1 << 32) - 1
+
+_FRAME = struct.Struct("<III")  # meta_len, payload_len, crc
+_LENGTHS = struct.Struct("<II")
+_BASE = struct.Struct("<BQ")  # kind, lsn
+_KEY_PRIORITY = struct.Struct("<Qd")
+_KEY = struct.Struct("<Q")
+_COUNT = struct.Struct("<I")
+FRAME_BYTES = _FRAME.size
+
+
+class Kind(enum.IntEnum):
+    HEADER = 0
+    INSERT = 1
+    DELETE = 2
+    SAMPLE = 3
+    PRIORITY = 4
+    SIGNATURE = 5
+
+
+_EXTRA = {Kind.HEADER: b"", Kind.INSERT: _KEY_PRIORITY, Kind.DELETE: _KEY, Kind.SAMPLE: _COUNT,
+          Kind.PRIORITY: _COUNT, Kind.SIGNATURE: b""}
+
+
+class RecordError(ValueError):
+    """A record that fails its CRC or does not parse (a corrupt log)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    """One decoded record; which fields are set depends on ``kind``."""
+
+    kind: Kind
+    lsn: int
+    key: int = 0  # INSERT, DELETE
+    priority: float = 0.0  # INSERT
+    keys: Sequence[int] = ()  # SAMPLE, PRIORITY
+    priorities: Sequence[float] = ()  # PRIORITY
+    payload: bytes = b""  # INSERT: raw field bytes (decode with item_arrays); HEADER/SIGNATURE: JSON
+
+    def json(self) -> Any:
+        """The JSON payload of a HEADER or SIGNATURE record."""
+        try:
+            return json.loads(self.payload.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise RecordError(f"{self.kind.name} record {self.lsn}: payload is not JSON ({e})") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodedItem:
+    """An item's payload ready to be logged: its fields as byte buffers plus their CRC32."""
+
+    parts: tuple[Any, ...]  # buffers (uint8 views of the read-only item arrays: no copy)
+    nbytes: int
+    crc: int
+
+
+def encode_item(data: Mapping[str, np.ndarray], signature: Signature) -> EncodedItem:
+    """The INSERT payload of one item (``[T, ...]`` arrays matching ``signature``), summed outside any lock."""
+    parts = []
+    crc = 0
+    nbytes = 0
+    for name in signature:
+        raw = np.ascontiguousarray(data[name]).reshape(-1).view(np.uint8)
+        parts.append(raw)
+        crc = zlib.crc32(raw, crc)
+        nbytes += raw.nbytes
+    return EncodedItem(tuple(parts), nbytes, crc)
+
+
+def frame(kind: Kind, lsn: int, extra: tuple[Any, ...] = (), payload: Sequence[Any] = (),
+          payload_nbytes: Optional[int] = None, payload_crc: Optional[int] = None) -> list[Any]:
+    """A record as a list of buffers to write in order (``payload`` buffers are not copied)."""
+    spec = _EXTRA[kind]
+    meta = _BASE.pack(int(kind), lsn) + (spec.pack(*extra) if extra else b"")
+    if payload_nbytes is None:
+        payload_nbytes = sum(memoryview(p).nbytes for p in payload)
+    if payload_nbytes > MAX_PAYLOAD_BYTES:
+        raise ValueError(f"payload: {payload_nbytes} bytes is over the record limit of {MAX_PAYLOAD_BYTES}")
+    if payload_crc is None:
+        payload_crc = 0
+        for p in payload:
+            payload_crc = zlib.crc32(p, payload_crc)
+    lengths = _LENGTHS.pack(len(meta), payload_nbytes)
+    crc = zlib.crc32(meta, zlib.crc32(lengths, payload_crc))
+    return [_FRAME.pack(len(meta), payload_nbytes, crc), meta, *payload]
+
+
+def insert_record(lsn: int, key: int, priority: float, item: EncodedItem) -> list[Any]:
+    return frame(Kind.INSERT, lsn, (key, priority), item.parts, item.nbytes, item.crc)
+
+
+def delete_record(lsn: int, key: int) -> list[Any]:
+    return frame(Kind.DELETE, lsn, (key,))
+
+
+def sample_record(lsn: int, keys: Sequence[int]) -> list[Any]:
+    return frame(Kind.SAMPLE, lsn, (len(keys),), [np.asarray(keys, dtype="<u8").tobytes()])
+
+
+def priority_record(lsn: int, keys: Sequence[int], priorities: Sequence[float]) -> list[Any]:
+    payload = np.asarray(keys, dtype="<u8").tobytes() + np.asarray(priorities, dtype="<f8").tobytes()
+    return frame(Kind.PRIORITY, lsn, (len(keys),), [payload])
+
+
+def json_record(kind: Kind, lsn: int, obj: Any) -> list[Any]:
+    return frame(kind, lsn, (), [json.dumps(obj).encode("utf-8")])
+
+
+def to_bytes(parts: Iterable[Any]) -> bytes:
+    """A framed record as one bytes object (tests, small records)."""
+    return b"".join(bytes(memoryview(p)) for p in parts)
+
+
+def parse_frame(head: bytes) -> tuple[int, int, int]:
+    """``(meta_len, payload_len, crc)`` of a frame header; RecordError if the lengths are impossible."""
+    meta_len, payload_len, crc = _FRAME.unpack(head)
+    if not _BASE.size <= meta_len <= MAX_META_BYTES:
+        raise RecordError(f"meta length {meta_len} is outside [{_BASE.size}, {MAX_META_BYTES}]")
+    return meta_len, payload_len, crc
+
+
+def decode(meta: bytes, payload: bytes, crc: int) -> Record:
+    """Checks the CRC of one record (``meta`` and ``payload`` as read after its frame) and decodes it."""
+    lengths = _LENGTHS.pack(len(meta), len(payload))
+    found = zlib.crc32(meta, zlib.crc32(lengths, zlib.crc32(payload)))
+    if found != crc:
+        raise RecordError(f"CRC32 mismatch (stored {crc:#010x}, computed {found:#010x})")
+    kind_value, lsn = _BASE.unpack_from(meta)
+    try:
+        kind = Kind(kind_value)
+    except ValueError:
+        raise RecordError(f"unknown record kind {kind_value}") from None
+    spec = _EXTRA[kind]
+    want = _BASE.size + (spec.size if spec else 0)
+    if len(meta) != want:
+        raise RecordError(f"{kind.name} record {lsn}: meta of {len(meta)} bytes, expected {want}")
+    extra = spec.unpack_from(meta, _BASE.size) if spec else ()
+    if kind is Kind.INSERT:
+        return Record(kind, lsn, key=extra[0], priority=extra[1], payload=payload)
+    if kind is Kind.DELETE:
+        return Record(kind, lsn, key=extra[0])
+    if kind in (Kind.SAMPLE, Kind.PRIORITY):
+        n = extra[0]
+        width = 8 if kind is Kind.SAMPLE else 16
+        if len(payload) != n * width:
+            raise RecordError(f"{kind.name} record {lsn}: {len(payload)} payload bytes for {n} keys")
+        keys = np.frombuffer(payload, dtype="<u8", count=n).tolist()
+        if kind is Kind.SAMPLE:
+            return Record(kind, lsn, keys=keys)
+        return Record(kind, lsn, keys=keys, priorities=np.frombuffer(payload, "<f8", n, 8 * n).tolist())
+    return Record(kind, lsn, payload=payload)
+
+
+def item_arrays(record: Record, signature: Signature) -> dict[str, np.ndarray]:
+    """The item of an INSERT record: read-only arrays viewing its payload (no copy)."""
+    out: dict[str, np.ndarray] = {}
+    offset = 0
+    for name, (dtype, shape) in signature.items():
+        count = int(np.prod(shape, dtype=np.int64))
+        if offset + count * dtype.itemsize > len(record.payload):
+            break
+        if count:
+            out[name] = np.frombuffer(record.payload, dtype, count, offset).reshape(shape)
+        else:  # a zero-size field: nothing stored
+            out[name] = np.empty(shape, dtype)
+            out[name].flags.writeable = False
+        offset += count * dtype.itemsize
+    if len(out) != len(signature) or offset != len(record.payload):
+        raise RecordError(
+            f"INSERT record {record.lsn}: {len(record.payload)} payload bytes do not match the signature"
+        )
+    return out
