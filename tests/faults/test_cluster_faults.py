@@ -97,7 +97,11 @@ def _kill_and_recover(cluster: HerdUp, name: str) -> dict:
 
     cluster.wait(f"{name} back with a new pid, SERVING", back, BACK_WITHIN)
     back_after = time.monotonic() - killed
-    after = cluster.wait(f"training to go on after {name}", lambda: _progressed(cluster, before), 120)
+    # Progress is counted from here, not from the kill: counters flushed late and batches
+    # prefetched before the kill must not pass for a recovery.
+    time.sleep(2.0)
+    baseline = cluster.wait("the counters", lambda: (s := cluster.status()) and s["counters"]["env_steps"] and s, 60)
+    after = cluster.wait(f"training to go on after {name}", lambda: _progressed(cluster, baseline["counters"]), 120)
     resumed_after = time.monotonic() - killed
     after = cluster.wait("every service registered and SERVING", lambda: (s := cluster.status()) and _whole(s) and s, 60)
 
@@ -167,7 +171,9 @@ def test_a_frozen_replay_is_waited_for_and_the_run_reaches_its_steps(tmp_path):
         time.sleep(30)
         os.kill(frozen_pid, signal.SIGCONT)
         frozen_pid = None
-        cluster.wait("training to go on after SIGCONT", lambda: _progressed(cluster, before, 1000, 5), 120)
+        cluster.wait("the counters", lambda: (s := cluster.status()) and s["counters"]["env_steps"], 60)
+        baseline = cluster.status()["counters"]
+        cluster.wait("training to go on after SIGCONT", lambda: _progressed(cluster, baseline, 1000, 5), 120)
         _report("sigstop-replay-30s", training_resumed_seconds_after_sigcont=round(time.monotonic() - stopped - 30, 1))
         assert cluster.proc.wait(timeout=600) == 0, cluster.output()[-3000:]
     except BaseException:
