@@ -3,7 +3,10 @@
 Actors finish thousands of steps per second; one Redis round trip per step would
 cost more than the step. The reporter adds deltas locally and flushes them every
 ``interval`` seconds. When Redis is unreachable it keeps accumulating and flushes
-on recovery, so no count is lost across a Redis outage.
+on recovery, so no count is lost across a Redis outage. When Redis comes back
+*empty* (restarted without persistence), an increment returns less than the
+total this reporter saw before plus its delta: it then raises the counter back
+to that (``set_counters_max``), so the run's counters never go backwards.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class Reporter:
         self._episodes: collections.deque[EpisodeRecord] = collections.deque(maxlen=max_episodes)
         self._stop = threading.Event()
         self._failing = False
+        self._seen: dict[str, int] = {}  # the run-wide value of each counter after our last increment
         self._thread = threading.Thread(target=self._run, name="reporter", daemon=True)
         self._thread.start()
 
@@ -54,7 +58,7 @@ class Reporter:
                 self.coordinator.report_episodes(episodes)
                 episodes = []
             if deltas:
-                self.coordinator.incr(**deltas)
+                self._seen.update(self._increment(deltas))
         except Exception as e:  # noqa: BLE001 - Redis down: keep the data, retry later
             with self._lock:
                 self._deltas.update(deltas)
@@ -67,6 +71,17 @@ class Reporter:
             log.info("redis reachable again, counters flushed")
             self._failing = False
         return True
+
+    def _increment(self, deltas: dict[str, int]) -> dict[str, int]:
+        totals = self.coordinator.incr(**deltas)
+        floor = {k: self._seen[k] + v for k, v in deltas.items() if k in self._seen and totals[k] < self._seen[k] + v}
+        if floor:  # Redis lost the counters since our last flush: put back what we know
+            log.warning("redis lost the run counters, re-asserting them", extra={"counters": floor})
+            try:
+                totals.update(self.coordinator.set_counters_max(**floor))
+            except Exception:  # noqa: BLE001 - the increment went through: do not count it again
+                totals.update(floor)  # the next increment comes back below this and retries
+        return totals
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

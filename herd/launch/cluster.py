@@ -19,11 +19,12 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from herd import config as hc
 from herd.envs.registry import EnvInfo
 from herd.fsutil import atomic_write
+from herd.launch.redis_keeper import RedisKeeper
 from herd.launch.run_config import RunConfig
 from herd.launch.supervisor import ServiceSpec, Supervisor
 from herd.launch.tls_files import SecureFiles
@@ -37,11 +38,12 @@ CLUSTER_FILE = "cluster.json"  # where herd status finds Redis and the run id
 SECRETS_DIR = "secrets"  # herd up --secure: CA, certificates, keys and token (herd.launch.tls_files)
 
 
-def _serve_argv(kind: str, run_dir: str, redis_url: str, run_id: str, *extra: str) -> list[str]:
+def _serve_argv(kind: str, run_dir: str, redis_url: str, run_id: str, port: int, *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "herd.cli", "serve", kind,
         "--config", os.path.join(run_dir, "config.yaml"),
-        *(["--redis-url", redis_url] if redis_url else []), "--run-id", run_id, "--host", "127.0.0.1", "--port", "0",
+        *(["--redis-url", redis_url] if redis_url else []), "--run-id", run_id, "--host", "127.0.0.1",
+        "--port", str(port),
         *extra,
     ]
 
@@ -74,15 +76,23 @@ def service_plan(config: RunConfig) -> list[ServicePlan]:
 
 
 def service_specs(
-    config: RunConfig, run_dir: str, redis_url: str, run_id: str, secure: Optional[SecureFiles] = None
+    config: RunConfig,
+    run_dir: str,
+    redis_url: str,
+    run_id: str,
+    secure: Optional[SecureFiles] = None,
+    ports: Optional[Mapping[str, int]] = None,
 ) -> list[ServiceSpec]:
     """The services of a local cluster as processes, in start order (stop order is the reverse).
 
     With ``secure`` every service runs with mutual TLS and the token, and gets the Redis URL
     (which then holds a password) from its environment rather than a command line others can read.
+    ``ports`` fixes each service's gRPC port by name (else 0: any free port). ``herd up``
+    fixes them so a restarted service comes back where its clients still dial it: the
+    clients resolve an address once, as they would a docker or Kubernetes service name.
     """
     if secure is not None:
-        specs = service_specs(config, run_dir, "", run_id)
+        specs = service_specs(config, run_dir, "", run_id, ports=ports)
         for spec in specs:
             spec.argv += secure.serve_flags()
             spec.env["HERD_REDIS_URL"] = redis_url
@@ -90,7 +100,8 @@ def service_specs(
     specs = []
     for plan in service_plan(config):
         dirs = [arg for flag, role in plan.dirs for arg in (flag, os.path.join(run_dir, role))]
-        argv = _serve_argv(plan.kind, run_dir, redis_url, run_id, *dirs, *plan.args)
+        port = (ports or {}).get(plan.name, 0)
+        argv = _serve_argv(plan.kind, run_dir, redis_url, run_id, port, *dirs, *plan.args)
         specs.append(ServiceSpec(plan.name, plan.kind, argv))
     return specs
 
@@ -114,7 +125,7 @@ def up(
     With ``prometheus``, a Prometheus server scrapes every service (``herd.launch.prometheus``).
     """
     from herd.coord import Coordinator
-    from herd.coord.server import LocalRedis
+    from herd.coord.server import LocalRedis, free_port
 
     os.makedirs(run_dir, exist_ok=True)
     recorder = RunRecorder(run_dir, hc.to_dict(config), tensorboard=tensorboard)
@@ -135,12 +146,16 @@ def up(
         redis_url = redis.url
     coordinator = Coordinator(redis_url, run_id)
     coordinator.clear_stop()
-    coordinator.set_config(hc.to_dict(config))
-    if previous.get("counters"):
-        coordinator.set_counters_max(**previous["counters"])
+    keeper = RedisKeeper(coordinator, hc.to_dict(config), redis)  # restarts Redis, re-asserts the run's state
+    keeper.start(previous.get("counters"))
 
+    ports: dict[str, int] = {}
+    for plan in service_plan(config):  # fixed for the run: a restarted service keeps its address
+        while (port := free_port()) in ports.values():
+            pass
+        ports[plan.name] = port
     prom = None
-    specs = service_specs(config, run_dir, redis_url, run_id, secure_files)
+    specs = service_specs(config, run_dir, redis_url, run_id, secure_files, ports)
     supervisor = Supervisor(specs, os.path.join(run_dir, "logs"))
     stop = threading.Event()
     previous_handlers = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -152,7 +167,7 @@ def up(
             "redis_pid": redis.pid if redis is not None else None,
             "supervisor_pid": os.getpid(),
             "services": {name: supervisor.pid(name) for name in supervisor.children},
-            "restarts": supervisor.restarts(),
+            "restarts": {**supervisor.restarts(), "redis": keeper.restarts},
             "counters": counters,
             "secure": secure,
         }
@@ -179,12 +194,10 @@ def up(
         while not stop.is_set():
             supervisor.poll()
             try:
-                counters = coordinator.counters()
+                counters = keeper.poll() or counters
                 records, last_id = coordinator.read_episodes(last_id, count=10_000)
-            except Exception as e:  # noqa: BLE001 - Redis restarting: the supervisor brings it back
+            except Exception as e:  # noqa: BLE001 - Redis restarting: the keeper brings it back
                 log.warning("redis unreachable", extra={"error": str(e)})
-                if redis is not None and not redis.alive():
-                    redis.restart()
                 stop.wait(0.5)
                 continue
             env_steps = int(counters.get("env_steps", 0))
@@ -216,7 +229,7 @@ def up(
         supervisor.stop(["learner"], timeout=60.0)
         supervisor.stop(["replay", "params"], timeout=30.0)
         try:
-            counters = coordinator.counters()
+            counters = keeper.poll() or counters
             records, last_id = coordinator.read_episodes(last_id, count=100_000)
             for r in records:
                 recorder.episode(
@@ -251,7 +264,7 @@ def up(
             "env_steps_per_second": round(env_steps / max(wall, 1e-9), 1),
             "steady_env_steps_per_second": steady,
             "startup_seconds": round(first_step_time - start, 3) if first_step_time else None,
-            "restarts": supervisor.restarts(),
+            "restarts": {**supervisor.restarts(), "redis": keeper.restarts},
         }
     )
 

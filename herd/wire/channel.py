@@ -10,9 +10,12 @@ ends agree on message-size limits and keepalive.
 - Keepalive: clients ping an idle connection every 30 s and drop it after 10 s without an
   answer, so a dead server is noticed on long Sample / Subscribe streams; servers accept those
   pings (their default would answer with GOAWAY ``too_many_pings``) and ping clients every 60 s.
-- Retries: a call that fails with ``UNAVAILABLE`` before any response arrived (server
+- Retries: a unary call that fails with ``UNAVAILABLE`` before any response arrived (server
   restarting, connection refused) is retried up to 4 attempts with exponential backoff.
-  Deadlines are still set per call by the caller: every RPC has one.
+  Deadlines are still set per call by the caller: every RPC has one. Streaming methods get
+  no built-in retries: their clients reconnect themselves, and with grpcio 1.85 a retried
+  server-streaming call whose server was killed mid-call can hang past its deadline (a
+  learner's ``Sample`` did, forever, after ``kill -9`` of the replay).
 - Security: with a ``herd.options.SecurityOptions`` the channel uses TLS (mutual with a client
   certificate) and sends the shared token on every call (:mod:`herd.wire.security`).
 """
@@ -32,10 +35,23 @@ DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 ChannelOptions = list[tuple[str, Any]]
 
+def _streaming_methods() -> list[dict[str, str]]:
+    """Every streaming method of the herd.v1 services, as service-config names."""
+    from herd.v1 import actor_pb2, learner_pb2, params_pb2, replay_pb2
+
+    return [
+        {"service": service.full_name, "method": method.name}
+        for module in (actor_pb2, learner_pb2, params_pb2, replay_pb2)
+        for service in module.DESCRIPTOR.services_by_name.values()
+        for method in service.methods
+        if method.client_streaming or method.server_streaming
+    ]
+
+
 RETRY_SERVICE_CONFIG: dict[str, Any] = {
     "methodConfig": [
         {
-            "name": [{}],  # every method of every service
+            "name": [{}],  # every method of every service ...
             "retryPolicy": {
                 "maxAttempts": 4,
                 "initialBackoff": "0.1s",
@@ -43,7 +59,8 @@ RETRY_SERVICE_CONFIG: dict[str, Any] = {
                 "backoffMultiplier": 2,
                 "retryableStatusCodes": ["UNAVAILABLE"],
             },
-        }
+        },
+        {"name": _streaming_methods()},  # ... but the streaming ones (an exact name wins): no retries
     ]
 }
 
