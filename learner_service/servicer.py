@@ -49,7 +49,10 @@ class LearnerServicer(PausableServicer, learner_pb2_grpc.LearnerServiceServicer)
     @rpc_errors
     def Status(self, request: Any, context: grpc.ServicerContext) -> learner_pb2.LearnerStatus:
         stats = self.learner.stats
-        holder = self.lease_holder()
+        try:
+            holder = self.lease_holder()
+        except Exception:  # noqa: BLE001 - Redis unreachable: status still answers, the holder unknown
+            holder = ""
         losses = {k: float(v) for k, v in stats.last_metrics.items() if math.isfinite(float(v))}
         return learner_pb2.LearnerStatus(
             learner_id=self.learner_id,

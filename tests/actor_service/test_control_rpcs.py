@@ -123,3 +123,21 @@ def test_actor_reload_config_bad_input(actor_stub, body):
     assert _code(stub.ReloadConfig, common_pb2.ReloadConfigRequest(config_json=body)) == grpc.StatusCode.INVALID_ARGUMENT
     assert actor.pull_every == 1
     assert stub.Status(actor_pb2.ActorStatusRequest(), timeout=5).num_envs == 2
+
+
+def test_learner_status_answers_while_redis_is_down():
+    def unreachable() -> str:
+        raise ConnectionError("Redis at 127.0.0.1:6379 unreachable")
+
+    learner = Learner(ImpalaUpdater(CFG, INFO, 1000, 0), make_table(TableConfig.queue("q", 8)), ParameterStore(), 8)
+    servicer = LearnerServicer(learner, PauseGate(), "learner-a", unreachable)
+    running = start_server(
+        lambda s: learner_pb2_grpc.add_LearnerServiceServicer_to_server(servicer, s), ["herd.v1.LearnerService"]
+    )
+    channel = make_channel(f"127.0.0.1:{running.port}")
+    try:
+        status = learner_pb2_grpc.LearnerServiceStub(channel).Status(learner_pb2.LearnerStatusRequest(), timeout=5)
+        assert status.learner_id == "learner-a" and status.lease_holder == "" and not status.holds_lease
+    finally:
+        channel.close()
+        running.stop(0)
