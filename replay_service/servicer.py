@@ -29,7 +29,7 @@ import numpy as np
 from herd.interfaces import RateLimitTimeout, SampledBatch
 from herd.v1 import replay_pb2, replay_pb2_grpc
 from herd.wire.channel import DEFAULT_MAX_MESSAGE_BYTES
-from herd.wire.replay_codec import InsertRequestView, decode_insert_request, encode_sample_response
+from herd.wire.replay_codec import InsertRequestView, decode_insert, encode_sample_response
 from herd.wire.status import FailedPreconditionError, NotFoundError, ResourceExhaustedError, UnavailableError
 from herd.wire.status import rpc_errors
 from replay_service.wal import WalError
@@ -198,8 +198,9 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
         """Validates one InsertRequest and stores its items; returns their keys."""
         table = self._table(request.table)
         timeout = _timeout("timeout_ms", request.timeout_ms)
-        # Read-only views over the received bytes, validated by the codec (WireError names the tensor).
-        items = {name: raw.decode(name, aligned=False) for name, raw in request.items.items()}  # Table copies
+        # Read-only views of the received bytes, validated (WireError names the tensor); the table keeps them.
+        items = request.arrays if request.arrays is not None else {
+            name: raw.decode(name) for name, raw in request.items.items()}
         n = request.num_items
         if not items:
             raise ValueError("items: no tensors in the request")
@@ -317,7 +318,7 @@ def _insert_view(message: Union[bytes, replay_pb2.InsertRequest]) -> InsertReque
     """An Insert request as raw bytes (from :func:`add_to_server`) or a generated message, parsed."""
     if not isinstance(message, bytes):
         message = message.SerializeToString()  # registered by the generated code: tests, tools
-    return decode_insert_request(message)
+    return decode_insert(message)
 
 
 def add_to_server(servicer: ReplayServicer, server: grpc.Server) -> None:
