@@ -215,10 +215,12 @@ class InsertStream:
 
     def _read_acks(self, call: Iterator[replay_pb2.InsertResponse], backoff: Backoff) -> Optional[grpc.RpcError]:
         """Resolves futures as acks arrive; returns the error that ended the stream (None: ended cleanly)."""
+        adopt = self._advised
         try:
-            if self._advised:
-                self._adopt_window(call)
             for response in call:
+                if adopt:  # initial metadata arrives before the first response: no wait here
+                    adopt = False
+                    self._adopt_window(call)
                 with self._lock:
                     pending = self._pending.pop(response.sequence_id, None)
                     self._changed.notify_all()

@@ -3,8 +3,8 @@
 Where it sits: actors' ``TableClient.insert`` -> ``Insert`` stream -> :meth:`Table.insert`, and
 :meth:`Table.sample` -> ``Sample`` stream -> the learner's ``SampleStream``. The tables do the
 work (stacking, selectors, rate limiting); this module validates requests, reads and writes the
-big messages with ``herd.wire.replay_codec`` (zero-copy views in, one copy out; tensors validated by
-``herd.wire.codec``), waits in short slices so cancelled calls and shutdown never leave a handler
+big messages with ``herd.wire.replay_codec`` (zero-copy views in, kept by the table as they are;
+one copy out; tensors validated by ``herd.wire.codec``), waits in short slices so cancelled calls and shutdown never leave a handler
 thread blocked, and maps every error to a status code with ``rpc_errors``. Register it with
 :func:`add_to_server`.
 

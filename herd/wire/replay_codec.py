@@ -6,6 +6,9 @@ bytes around a few small fields; they are written with :mod:`herd.wire.fastpb` (
 once, into the message, data aligned) and read as zero-copy views of the received bytes, except
 small messages, which the generated classes parse faster (see ``SMALL_MESSAGE_BYTES``). Either
 way the result is the same: views whose tensors ``RawTensor.decode`` validates with the codec.
+The servicer reads requests with :func:`decode_insert`, which also remembers the layout of each
+validated request shape, so the next request of that shape is checked byte-for-byte against it
+and viewed in place (the replay table keeps those views: ``bytes`` never change).
 """
 
 from __future__ import annotations
