@@ -10,7 +10,12 @@ servers in their own processes, identical but for the table's ``durability``:
   group commit), and the same periodic checkpoints, which also truncate the log.
 
 The table is uniform with FIFO eviction (``--pool`` items), so inserts never wait on a learner.
-``--writers`` client threads each keep ``--in-flight`` requests unacknowledged (as actors do).
+``--writers`` client threads each keep ``--in-flight`` requests unacknowledged (as actors do), the
+same window against every mode: by default the window a client takes against a wal server
+(``DURABLE_INSERT_WINDOW``, 64). A wal ack waits for its group commit (~one interval plus the
+fsync), so a stream moves at most ``in_flight`` requests per interval: with 8 in flight the wal
+rows measure the window, not the log. ``--in-flight 0`` uses each client's default (4 against
+none/checkpoint, 64 against wal).
 Target (issue 5): wal at most 30% slower than none with a 10 ms interval.
 Run: ``python benchmarks/replay_wal.py [--seconds 5]``.
 """
@@ -32,6 +37,8 @@ import numpy as np
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from replay_service.servicer import DURABLE_INSERT_WINDOW  # noqa: E402
 
 MODES = ("none", "checkpoint", "wal")
 
@@ -83,7 +90,7 @@ def insert_rate(address: str, name: str, items: dict[str, np.ndarray], writers: 
     stop_at = start_at + seconds
 
     def run(w: int) -> None:
-        with ReplayClient(address, max_in_flight=in_flight) as client:
+        with ReplayClient(address, max_in_flight=in_flight or None) as client:
             table = client.table(name)
             table.insert(items)  # warm up: signature fixed, stream open
             while time.monotonic() < start_at:
@@ -111,7 +118,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per case and round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per case (the median is printed)")
     parser.add_argument("--writers", type=int, default=2, help="client threads, one insert stream each")
-    parser.add_argument("--in-flight", type=int, default=8, help="unacknowledged requests per stream")
+    parser.add_argument("--in-flight", type=int, default=DURABLE_INSERT_WINDOW,
+                        help="unacknowledged requests per stream, every mode (0 = the client's default)")
     parser.add_argument("--fsync-ms", type=float, default=10.0, help="wal group-commit interval")
     parser.add_argument("--checkpoint-every", type=float, default=10.0, help="seconds between checkpoints")
     parser.add_argument("--pool", type=int, default=2000, help="items the table holds (oldest evicted)")

@@ -7,6 +7,7 @@ Every bad flag or config key ends in ``herd: error: ...`` naming it, exit code 2
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import socket
@@ -236,10 +237,17 @@ def _service_config(args: argparse.Namespace, run: Any) -> Any:
     if args.kind == "replay":
         from replay_service.config import ReplayServiceConfig, TableConfig
 
+        if run.replay_durability == "wal" and not args.checkpoint_dir:
+            raise hc.ConfigError("config key 'replay_durability': 'wal' needs --checkpoint-dir (the log lives there)")
+        if run.replay_checkpoint_every_seconds and not args.checkpoint_dir:
+            raise hc.ConfigError("config key 'replay_checkpoint_every_seconds': periodic checkpoints need --checkpoint-dir")
+        table = dataclasses.replace(TableConfig.queue("trajectories", run.replay_queue_size),
+                                    durability=run.replay_durability,
+                                    wal_fsync_interval_ms=run.replay_wal_fsync_interval_ms)
         return ReplayServiceConfig(
-            server=server, coord=coord, security=security,
-            tables=(TableConfig.queue("trajectories", run.replay_queue_size),),
-            checkpoint_dir=args.checkpoint_dir, seed=run.seed,
+            server=server, coord=coord, security=security, tables=(table,),
+            checkpoint_dir=args.checkpoint_dir, checkpoint_every_seconds=run.replay_checkpoint_every_seconds,
+            seed=run.seed,
         )
     if args.kind == "params":
         from param_server.config import ParamServerConfig

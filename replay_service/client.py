@@ -76,10 +76,14 @@ class ReplayClient:
         *,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         timeout: float = DEFAULT_TIMEOUT,
-        max_in_flight: int = 4,
+        max_in_flight: Optional[int] = None,
         security: Optional[SecurityOptions] = None,
     ) -> None:
-        """``security``: TLS and the token for the channel (``herd.options.SecurityOptions``)."""
+        """``security``: TLS and the token for the channel (``herd.options.SecurityOptions``).
+
+        ``max_in_flight``: unacknowledged inserts per table client; ``None``: 4, or the larger
+        window the server advises for durable (``wal``) tables (``replay_service.insert_stream``).
+        """
         if not timeout > 0:
             raise ValueError(f"timeout: must be > 0 seconds, got {timeout}")
         self.address = address
@@ -150,7 +154,7 @@ class ReplayClient:
 class TableClient:
     """One table of a replay server: ``TrajectoryWriter`` and ``BatchSource`` over gRPC."""
 
-    def __init__(self, client: ReplayClient, name: str, *, max_in_flight: int = 4) -> None:
+    def __init__(self, client: ReplayClient, name: str, *, max_in_flight: Optional[int] = None) -> None:
         self.name = name
         self.client = client
         self.stub = client.stub

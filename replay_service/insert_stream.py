@@ -30,7 +30,7 @@ from herd.interfaces import RateLimitTimeout
 from herd.v1 import replay_pb2
 from herd.wire.status import UnavailableError
 from replay_service.reconnect import CONNECTION_CODES, Backoff, error_from_rpc, status_code
-from replay_service.servicer import INSERTED_KEYS_METADATA
+from replay_service.servicer import INSERT_WINDOW_METADATA, INSERTED_KEYS_METADATA
 from replay_service.table import InsertTimeout
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,9 @@ _END = object()  # ends a stream's request iterator
 InsertMethod = Callable[[Iterator[bytes]], Iterator[replay_pb2.InsertResponse]]
 """The Insert call with serialized requests (``ReplayClient``'s raw stream-stream callable)."""
 _TOO_LARGE = re.compile(r"larger than max \((\d+) vs\. (\d+)\)")
+DEFAULT_IN_FLIGHT = 4
+"""Unacknowledged requests per stream unless the caller chose a window or the server advises a larger one."""
+_MAX_ADVISED = 1024
 
 
 @dataclasses.dataclass
@@ -49,13 +52,19 @@ class _Pending:
 
 
 class InsertStream:
-    """One table's pipelined insert stream (at most ``max_in_flight`` unacknowledged requests)."""
+    """One table's pipelined insert stream (at most ``max_in_flight`` unacknowledged requests).
 
-    def __init__(self, insert: InsertMethod, table: str, max_in_flight: int = 4) -> None:
-        if max_in_flight < 1:
+    ``max_in_flight=None`` starts at ``DEFAULT_IN_FLIGHT`` and takes the larger window a server
+    advises on the stream (``INSERT_WINDOW_METADATA``): a durable table acknowledges only after
+    its group commit, so a stream needs more requests in flight to keep the same pace.
+    """
+
+    def __init__(self, insert: InsertMethod, table: str, max_in_flight: Optional[int] = None) -> None:
+        if max_in_flight is not None and max_in_flight < 1:
             raise ValueError(f"max_in_flight: must be >= 1, got {max_in_flight}")
         self.table = table
-        self.max_in_flight = max_in_flight
+        self._advised = max_in_flight is None  # the server may widen the window
+        self.max_in_flight = DEFAULT_IN_FLIGHT if max_in_flight is None else max_in_flight
         self._insert = insert
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # pending shrank or grew, or closed
@@ -206,8 +215,12 @@ class InsertStream:
 
     def _read_acks(self, call: Iterator[replay_pb2.InsertResponse], backoff: Backoff) -> Optional[grpc.RpcError]:
         """Resolves futures as acks arrive; returns the error that ended the stream (None: ended cleanly)."""
+        adopt = self._advised
         try:
             for response in call:
+                if adopt:  # initial metadata arrives before the first response: no wait here
+                    adopt = False
+                    self._adopt_window(call)
                 with self._lock:
                     pending = self._pending.pop(response.sequence_id, None)
                     self._changed.notify_all()
@@ -217,6 +230,15 @@ class InsertStream:
         except grpc.RpcError as e:
             return e
         return None
+
+    def _adopt_window(self, call: Iterator[replay_pb2.InsertResponse]) -> None:
+        """Widens the window to what the server advises in its initial metadata (never narrows it)."""
+        metadata = call.initial_metadata() if callable(getattr(call, "initial_metadata", None)) else None
+        for key, value in metadata or ():
+            if key == INSERT_WINDOW_METADATA and str(value).isdigit():
+                with self._lock:
+                    self.max_in_flight = max(self.max_in_flight, min(int(value), _MAX_ADVISED))
+                    self._changed.notify_all()
 
     def _fail_culprits(self, error: grpc.RpcError) -> None:
         """Fails the request(s) the server rejected: the oldest unacked one (requests are handled in

@@ -7,6 +7,7 @@ It is given to the table or taken from the first insert; every later insert must
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
@@ -77,15 +78,19 @@ def signature_of(arrays: Mapping[str, np.ndarray]) -> Signature:
     return {name: (a.dtype, (a.shape[0], *a.shape[2:])) for name, a in arrays.items()}
 
 
-def prepare_items(arrays: Mapping[str, np.ndarray], signature: Signature) -> list[dict[str, np.ndarray]]:
-    """Checks ``arrays`` against ``signature`` and splits them into ``N`` read-only contiguous items."""
+def check_against(arrays: Mapping[str, np.ndarray], signature: Signature) -> None:
+    """Checks a stacked insert's fields, dtypes and item shapes against the table's ``signature``."""
+    if arrays.keys() == signature.keys() and all(
+        a.dtype == dtype and a.shape[0] == shape[0] and a.shape[2:] == shape[1:]
+        for a, (dtype, shape) in zip((arrays[k] for k in signature), signature.values())
+    ):
+        return  # the common case, decided in one pass; the loop below names what is wrong
     missing = [k for k in signature if k not in arrays]
     if missing:
         raise ValueError(f"items: missing field(s) {missing} of the table signature {list(signature)}")
     extra = [k for k in arrays if k not in signature]
     if extra:
         raise ValueError(f"items: unexpected field(s) {extra}; the table signature has {list(signature)}")
-    n = 0
     for name, (dtype, shape) in signature.items():
         a = arrays[name]
         if a.dtype != dtype:
@@ -96,9 +101,68 @@ def prepare_items(arrays: Mapping[str, np.ndarray], signature: Signature) -> lis
                 f"field {name!r}: item shape {item_shape} (insert shape {a.shape}) does not match "
                 f"the table signature {shape}"
             )
-        n = a.shape[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class FrozenBatch:
+    """A validated insert the table may keep: ``items[i]`` are item ``i``'s read-only ``[T, ...]`` arrays,
+    ``stacked`` the fields as immutable C-contiguous ``[T, N, ...]`` arrays (what the log writes)."""
+
+    items: list[dict[str, np.ndarray]]
+    stacked: dict[str, np.ndarray]
+
+
+def prepare_items(arrays: Mapping[str, np.ndarray], signature: Signature) -> list[dict[str, np.ndarray]]:
+    """Checks ``arrays`` against ``signature`` and splits them into ``N`` read-only contiguous items (copies)."""
+    check_against(arrays, signature)
+    n = next(iter(arrays.values())).shape[1]
     # items[i] = v[:, i] (see herd.types.split_batch), copied: the caller may reuse its buffers.
     return [{name: frozen_copy(arrays[name][:, i]) for name in signature} for i in range(n)]
+
+
+def freeze_batch(
+    arrays: Mapping[str, np.ndarray], signature: Signature, *, share: bool, stacked: bool = True
+) -> FrozenBatch:
+    """Checks ``arrays`` against ``signature``; returns them as memory no one can change.
+
+    Arrays that are already immutable (read-only views of ``bytes``, as the servicer decodes
+    a received request) are kept as they are: no copy. Others are copied once per field.
+    With ``share``, items are views into the stacked arrays, so one request's buffer lives
+    until its last item is gone (the table asks for this only when a request's items leave
+    together or there is one); otherwise each item is copied on its own, as before, and
+    ``stacked`` is only built if asked for (a durable table logs it).
+    """
+    check_against(arrays, signature)
+    n = next(iter(arrays.values())).shape[1]
+    kept = {}
+    for name in signature:
+        a = arrays[name]
+        kept[name] = a if is_immutable(a) and a.flags.c_contiguous else None
+    if share:
+        kept = {name: frozen_copy(arrays[name]) if a is None else a for name, a in kept.items()}
+        if n == 1:  # v[:, 0] of a [T, 1, ...] array is contiguous: a reshape
+            return FrozenBatch([{name: a.reshape(a.shape[:1] + a.shape[2:]) for name, a in kept.items()}], kept)
+        return FrozenBatch([{name: a[:, i] for name, a in kept.items()} for i in range(n)], kept)
+    items = [{name: frozen_copy(arrays[name][:, i]) for name in signature} for i in range(n)]
+    if not stacked:
+        return FrozenBatch(items, {})
+    for name, a in kept.items():
+        if a is None:  # the log needs the stacked bytes too: stacked from the private copies
+            a = kept[name] = np.stack([item[name] for item in items], axis=1)
+            a.flags.writeable = False
+    return FrozenBatch(items, kept)
+
+
+def is_immutable(a: np.ndarray) -> bool:
+    """Whether nothing can change ``a``'s memory: a read-only view whose memory is a ``bytes`` object."""
+    if a.flags.writeable:
+        return False
+    base = a.base
+    while isinstance(base, np.ndarray):
+        base = base.base
+    if isinstance(base, memoryview):
+        base = base.obj
+    return type(base) is bytes
 
 
 def frozen_copy(x: np.ndarray) -> np.ndarray:

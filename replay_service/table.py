@@ -28,7 +28,7 @@ from replay_service.rate_limiters import MinSize, Queue, RateLimiter, TableState
 from replay_service.selectors import Fifo, ItemSelector, Priorities, Uniform, make_selector
 from replay_service.selectors import validate_priorities
 from replay_service.signature import Signature, SignatureSpec, check_batch, normalize_signature
-from replay_service.signature import prepare_items, signature_of
+from replay_service.signature import FrozenBatch, freeze_batch, signature_of
 
 if TYPE_CHECKING:
     from replay_service.wal import WriteAheadLog
@@ -147,25 +147,38 @@ class Table:
                         self._lsn = self._journal.log_signature(fixed)
                     self._signature = fixed
                 signature = self._signature
-        batch = prepare_items(arrays, signature)  # validated copies, made outside the lock
-        journal = self._journal  # log payloads and their CRCs, also computed outside the lock
-        logged = [journal.encode_item(item, signature) for item in batch] if journal is not None else None
+        journal = self._journal
+        # Validated, immutable memory made outside the lock: received requests are kept as they
+        # are, other arrays copied (see freeze_batch); a durable table's log payload and CRC too.
+        batch = freeze_batch(arrays, signature, share=n == 1 or self._removes_in_order, stacked=journal is not None)
+        logged = journal.encode_batch(batch.stacked, prios, signature) if journal is not None else None
         deadline = None if timeout is None else time.monotonic() + timeout
         keys: list[int] = []
         with self._lock:
-            while len(keys) < len(batch):
+            run = 0  # items inserted since the last log record
+            evicted: list[int] = []  # keys evicted for them
+            while len(keys) < n:
                 self._check_open()
-                if self._limiter.can_insert(1, self._state()):
-                    i = len(keys)
-                    keys.append(self._insert_one(batch[i], prios[i], None if logged is None else logged[i]))
+                i = len(keys)
+                # The whole rest in one decision when the limiter allows it (it then allows every
+                # prefix), else one item at a time, as the learner drains the table.
+                allowed = n - i if self._limiter.can_insert(n - i, self._state()) else int(
+                    self._limiter.can_insert(1, self._state()))
+                if allowed:
+                    for j in range(i, i + allowed):
+                        keys.append(self._insert_one(batch.items[j], prios[j], evicted))
+                    run += allowed
                     continue
+                self._log_inserts(keys, run, evicted, batch, prios, logged)  # before the lock is let go
+                run, evicted = 0, []
                 self._can_sample.notify_all()  # let samplers drain what we inserted so far
                 if not self._wait(self._can_insert, self._limiter.insert_wait, deadline):
                     raise InsertTimeout(
                         f"table {self.name!r}: insert timed out after {timeout}s with "
-                        f"{len(keys)} of {len(batch)} items inserted ({self._limiter!r})",
+                        f"{len(keys)} of {n} items inserted ({self._limiter!r})",
                         keys,
                     )
+            self._log_inserts(keys, run, evicted, batch, prios, logged)
             self._can_sample.notify_all()
         return keys
 
@@ -305,14 +318,27 @@ class Table:
         """
         with self._lock:
             kind = record.kind
-            if kind is wr.Kind.INSERT:
+            if kind is wr.Kind.INSERT or kind is wr.Kind.INSERTS:
                 if self._signature is None:
-                    raise wr.RecordError(f"INSERT record {record.lsn}: no signature logged before it")
-                if record.key not in self._items:
-                    data = wr.item_arrays(record, self._signature)
-                    if len(self._items) >= self.max_size:  # only when an eviction record was lost
-                        self._delete(self._remover.select()[0])
-                    self._apply_insert(record.key, record.priority, data)
+                    raise wr.RecordError(f"{kind.name} record {record.lsn}: no signature logged before it")
+                if kind is wr.Kind.INSERT:
+                    if record.key not in self._items:
+                        data = wr.item_arrays(record, self._signature)
+                        if len(self._items) >= self.max_size:  # only when an eviction record was lost
+                            self._delete(self._remover.select()[0])
+                        self._apply_insert(record.key, record.priority, data)
+                else:  # evictions happen where they did: before an item that finds the table full
+                    evicted = iter(record.keys)
+                    for i, (item, priority) in enumerate(zip(wr.batch_items(record, self._signature),
+                                                             record.priorities)):
+                        if record.key + i not in self._items:
+                            while len(self._items) >= self.max_size:
+                                victim = next(evicted, None)
+                                self._delete(victim if victim in self._items else self._remover.select()[0])
+                            self._apply_insert(record.key + i, priority, item)
+                    for victim in evicted:  # left over only if a record before was lost
+                        if victim in self._items:
+                            self._delete(victim)
             elif kind is wr.Kind.DELETE:
                 if record.key in self._items:
                     self._delete(record.key)
@@ -411,16 +437,30 @@ class Table:
             return False
         return self._limiter.can_sample(b, self._state())
 
-    def _insert_one(self, data: Mapping[str, np.ndarray], priority: float, logged: Optional[wr.EncodedItem]) -> int:
+    @property
+    def _removes_in_order(self) -> bool:
+        """Whether items leave in insertion order (FIFO eviction, and sampling out only by a FIFO
+        sampler): then items may share their request's buffer, which lives no longer than its newest item."""
+        return isinstance(self._remover, Fifo) and (not self.max_times_sampled or isinstance(self._sampler, Fifo))
+
+    def _insert_one(self, data: Mapping[str, np.ndarray], priority: float, evicted: list[int]) -> int:
         if len(self._items) >= self.max_size:
             victim, _ = self._remover.select()
             self._delete(victim)
-            if self._journal is not None:  # logged explicitly: a random remover is not replayed
-                self._lsn = self._journal.log_delete(victim)
-        key = self._apply_insert(self._next_key, priority, data)
-        if self._journal is not None and logged is not None:
-            self._lsn = self._journal.log_insert(key, priority, logged)
-        return key
+            evicted.append(victim)  # logged explicitly: a random remover is not replayed
+        return self._apply_insert(self._next_key, priority, data)
+
+    def _log_inserts(self, keys: list[int], run: int, evicted: list[int], batch: FrozenBatch,
+                     prios: Sequence[float], logged: Optional[wr.EncodedBatch]) -> None:
+        """Logs the last ``run`` of ``keys`` (consecutive keys: inserted under one hold of the lock) as one record."""
+        if self._journal is None or not run:
+            return
+        start, n = len(keys) - run, len(prios)
+        if run != n:  # part of the request (the limiter made it wait): the stacked slice, copied contiguous
+            part = {name: np.ascontiguousarray(a[:, start:start + run]) for name, a in batch.stacked.items()}
+            logged = self._journal.encode_batch(part, prios[start:start + run], self._signature or {})
+        assert logged is not None
+        self._lsn = self._journal.log_inserts(keys[start], logged, evicted)
 
     def _apply_insert(self, key: int, priority: float, data: Mapping[str, np.ndarray]) -> int:
         self._sampler.insert(key, priority)

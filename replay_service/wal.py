@@ -5,9 +5,12 @@ Where it sits: a table with ``durability: wal`` holds a :class:`WriteAheadLog` (
 so the log order is the order the table changed in. The servicer acknowledges an insert only
 once :meth:`WriteAheadLog.wait_durable` says an ``fsync`` covered it.
 
-Group commit: one flusher thread per log fsyncs whatever was appended since its last fsync, and
-starts fsyncs at least ``fsync_interval`` apart, so every record appended during one interval
-shares one fsync (an idle log's first record is synced at once). Callers never fsync.
+Group commit: appending a record only queues its buffers (under the table lock, no system
+call). One flusher thread per log writes whatever was appended since its last round with one
+``writev`` and fsyncs it, starting rounds at least ``fsync_interval`` apart, so every record
+appended during one interval shares one write and one fsync (an idle log's first record is
+synced at once). Callers never write or fsync. The queued buffers are immutable (the records'
+own bytes, the table's frozen item arrays), so nothing changes them before they are written.
 
 Files: ``<checkpoint_dir>/<table>.wal/<first lsn, 20 digits>.wal``. A checkpoint rotates the log
 (a new segment starts at the next lsn) and, once the checkpoint file is safely renamed in place,
@@ -77,7 +80,8 @@ class WriteAheadLog:
         self._work = threading.Condition(self._lock)  # something to fsync, or closing
         self._synced = threading.Condition(self._lock)  # durable position moved, or failed
         self._appended = self._durable = next_lsn - 1
-        self._retired: list[int] = []  # fds of older segments the flusher must fsync and close
+        self._queued: list[Any] = []  # buffers appended since the flusher's last round, in order
+        self._retired: list[tuple[int, list[Any]]] = []  # older segments' fds (and their last buffers) to finish
         self._dir_dirty = False
         self._error: Optional[BaseException] = None
         self._closing = False
@@ -98,6 +102,15 @@ class WriteAheadLog:
     def log_signature(self, signature: Signature) -> int:
         self._signature = signature
         return self._append(lambda lsn: wr.json_record(wr.Kind.SIGNATURE, lsn, signature_to_json(signature)))
+
+    def encode_batch(self, stacked: Mapping[str, np.ndarray], priorities: Sequence[float],
+                     signature: Signature) -> wr.EncodedBatch:
+        """A request's payload and CRC (its stacked, immutable fields), computed before the table lock is taken."""
+        return wr.encode_batch(stacked, priorities, signature)
+
+    def log_inserts(self, first_key: int, batch: wr.EncodedBatch, evicted: Sequence[int]) -> int:
+        """One INSERTS record: ``batch.count`` items keyed from ``first_key``, and the keys evicted for them."""
+        return self._append(lambda lsn: wr.inserts_record(lsn, first_key, batch, evicted))
 
     def log_insert(self, key: int, priority: float, item: wr.EncodedItem) -> int:
         return self._append(lambda lsn: wr.insert_record(lsn, key, priority, item))
@@ -120,8 +133,8 @@ class WriteAheadLog:
             if self._closing or self._error is not None or self._segments[-1] == last + 1:
                 return last  # (an empty segment needs no successor)
             fd = self._open_segment(last + 1)
-            self._retired.append(self._fd)
-            self._fd = fd
+            self._retired.append((self._fd, self._queued))
+            self._fd, self._queued = fd, []
             self._work.notify()
             return last
 
@@ -175,7 +188,7 @@ class WriteAheadLog:
         self._cut_short.set()
         self._thread.join()
         with self._lock:
-            for fd in [*self._retired, self._fd]:
+            for fd in [*(fd for fd, _ in self._retired), self._fd]:
                 try:
                     os.close(fd)
                 except OSError:
@@ -209,15 +222,7 @@ class WriteAheadLog:
         with self._lock:
             self._check_writable()
             lsn = self._appended + 1
-            parts = build(lsn)
-            try:
-                self.bytes_written += _write_all(self._fd, parts)
-            except OSError as e:  # a torn record may be on disk: nothing may follow it
-                self._error = e
-                self._synced.notify_all()
-                log.error("write-ahead log append failed; the table refuses writes until restarted",
-                          extra={"table": self.table, "directory": self.directory, "error": str(e)})
-                raise WalError(f"write-ahead log of table {self.table!r}: append failed ({e})") from e
+            self._queued.extend(build(lsn))  # written by the flusher, in this order
             self._appended = lsn
             self._work.notify()
             return lsn
@@ -236,22 +241,27 @@ class WriteAheadLog:
             last_start = time.monotonic()
             with self._lock:
                 target, retired, fd, dir_dirty = self._appended, self._retired, self._fd, self._dir_dirty
+                queued, self._queued = self._queued, []
                 self._retired, self._dir_dirty = [], False
+            written = 0
             try:
-                for old in retired:
+                for old, rest in retired:
+                    written += _write_all(old, rest)
                     os.fsync(old)
                     os.close(old)
+                written += _write_all(fd, queued)
                 os.fsync(fd)
                 if dir_dirty:
                     fsync_dir(self.directory)
-            except OSError as e:  # after a failed fsync the page cache state is unknown: stop for good
+            except OSError as e:  # a torn record may be on disk, the page cache state is unknown: stop for good
                 with self._lock:
                     self._error = e
                     self._synced.notify_all()
-                log.error("write-ahead log fsync failed; the table refuses writes until restarted",
+                log.error("write-ahead log write or fsync failed; the table refuses writes until restarted",
                           extra={"table": self.table, "directory": self.directory, "error": str(e)})
                 return
             with self._lock:
+                self.bytes_written += written
                 self.fsyncs += 1
                 self._durable = max(self._durable, target)
                 self._synced.notify_all()
@@ -259,19 +269,24 @@ class WriteAheadLog:
                     return
 
 
+_IOV_MAX = 1024
+
+
 def _write_all(fd: int, parts: Sequence[Any]) -> int:
-    """Writes every buffer of ``parts`` (one ``writev``, continued after a short write); returns the bytes."""
+    """Writes every buffer of ``parts`` (``writev`` of up to IOV_MAX buffers, continued after a short write)."""
     views = [memoryview(p).cast("B") for p in parts]
-    total = sum(v.nbytes for v in views)
-    done = 0
-    while views:
-        n = os.writev(fd, views[:1024])  # IOV_MAX
-        done += n
-        while views and n >= views[0].nbytes:
-            n -= views[0].nbytes
-            views.pop(0)
-        if n:
-            views[0] = views[0][n:]
+    total = 0
+    i = 0
+    while i < len(views):
+        chunk = views[i:i + _IOV_MAX]
+        n = os.writev(fd, chunk)
+        total += n
+        for v in chunk:  # skip what was written; resume inside a partly written buffer
+            if n < v.nbytes:
+                views[i] = v[n:]
+                break
+            n -= v.nbytes
+            i += 1
     return total
 
 
@@ -372,9 +387,9 @@ class LogReader:
         header = record.json()
         if not isinstance(header, dict) or header.get("format") != wr.FORMAT:
             raise wr.RecordError(f"not a replay log segment (header {header!r})")
-        if header.get("format_version") != wr.FORMAT_VERSION:
+        if header.get("format_version") not in wr.READ_VERSIONS:
             raise wr.RecordError(f"log format_version {header.get('format_version')!r} is not supported "
-                                 f"(this build reads version {wr.FORMAT_VERSION})")
+                                 f"(this build reads versions {list(wr.READ_VERSIONS)})")
         if header.get("table") != self.table or header.get("first_lsn") != first:
             raise wr.RecordError(f"segment header says table {header.get('table')!r}, first lsn "
                                  f"{header.get('first_lsn')!r}; expected {self.table!r}, {first}")

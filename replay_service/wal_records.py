@@ -16,7 +16,14 @@ before the table lock is taken; the key and log position are only known under th
 Kinds (``lsn`` is the log sequence number: 1, 2, 3, ... over the table's life):
 
 - ``INSERT``  meta ``u64 key, f64 priority``; payload the item's fields' raw bytes, C order, in
-  signature order (the dtypes and shapes come from the signature, logged once).
+  signature order (the dtypes and shapes come from the signature, logged once). Read, no
+  longer written (format version 1).
+- ``INSERTS`` (version 2) ``n`` items with the consecutive keys ``first_key ..``, and the
+  ``m`` keys evicted to make room for them: meta ``u64 first_key, u32 n, u32 m``; payload
+  each field's ``[T, n, ...]`` raw bytes (C order, signature order: the request's tensors
+  as received), then ``n`` f64 priorities, then ``m`` u64 evicted keys in eviction order.
+  Replay inserts the items in order and, like the insert did, evicts the next logged key
+  whenever an item finds the table full (a key may be one of this record's earlier items).
 - ``DELETE``  meta ``u64 key``: the remover evicted ``key`` to make room for the next insert.
 - ``SAMPLE``  meta ``u32 n``; payload ``n`` u64 keys, as picked (repeats possible): each key's
   ``times_sampled`` grows by one and it is deleted on reaching ``max_times_sampled``.
@@ -40,7 +47,9 @@ import numpy as np
 from replay_service.signature import Signature
 
 FORMAT = "herd.replay.wal"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Written by this build; version 1 logs (one INSERT record per item) are still read."""
+READ_VERSIONS = (1, 2)
 MAGIC = b"HERDWAL\n"
 """The first 8 bytes of every segment file."""
 MAX_META_BYTES = 64
@@ -52,6 +61,7 @@ _BASE = struct.Struct("<BQ")  # kind, lsn
 _KEY_PRIORITY = struct.Struct("<Qd")
 _KEY = struct.Struct("<Q")
 _COUNT = struct.Struct("<I")
+_BATCH = struct.Struct("<QII")  # first key, items, evicted keys
 FRAME_BYTES = _FRAME.size
 
 
@@ -62,10 +72,11 @@ class Kind(enum.IntEnum):
     SAMPLE = 3
     PRIORITY = 4
     SIGNATURE = 5
+    INSERTS = 6
 
 
 _EXTRA = {Kind.HEADER: b"", Kind.INSERT: _KEY_PRIORITY, Kind.DELETE: _KEY, Kind.SAMPLE: _COUNT,
-          Kind.PRIORITY: _COUNT, Kind.SIGNATURE: b""}
+          Kind.PRIORITY: _COUNT, Kind.SIGNATURE: b"", Kind.INSERTS: _BATCH}
 
 
 class RecordError(ValueError):
@@ -78,11 +89,12 @@ class Record:
 
     kind: Kind
     lsn: int
-    key: int = 0  # INSERT, DELETE
+    key: int = 0  # INSERT, DELETE; INSERTS: the first key
     priority: float = 0.0  # INSERT
-    keys: Sequence[int] = ()  # SAMPLE, PRIORITY
-    priorities: Sequence[float] = ()  # PRIORITY
-    payload: bytes = b""  # INSERT: raw field bytes (decode with item_arrays); HEADER/SIGNATURE: JSON
+    keys: Sequence[int] = ()  # SAMPLE, PRIORITY; INSERTS: the evicted keys
+    priorities: Sequence[float] = ()  # PRIORITY, INSERTS
+    payload: Any = b""  # INSERT(S): raw field bytes (item_arrays / batch_items); HEADER/SIGNATURE: JSON
+    count: int = 0  # INSERTS: items
 
     def json(self) -> Any:
         """The JSON payload of a HEADER or SIGNATURE record."""
@@ -130,6 +142,37 @@ def frame(kind: Kind, lsn: int, extra: tuple[Any, ...] = (), payload: Sequence[A
     lengths = _LENGTHS.pack(len(meta), payload_nbytes)
     crc = zlib.crc32(meta, zlib.crc32(lengths, payload_crc))
     return [_FRAME.pack(len(meta), payload_nbytes, crc), meta, *payload]
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodedBatch:
+    """The part of an INSERTS payload known before the table lock: fields and priorities, and their CRC32."""
+
+    parts: tuple[Any, ...]  # the stacked field arrays (immutable, C-contiguous: written as they are), priorities
+    nbytes: int
+    crc: int
+    count: int
+
+
+def encode_batch(stacked: Mapping[str, np.ndarray], priorities: Sequence[float], signature: Signature) -> EncodedBatch:
+    """The INSERTS payload of ``n`` items given as stacked ``[T, n, ...]`` fields, summed outside any lock."""
+    parts: list[Any] = []
+    crc = nbytes = 0
+    for name in signature:
+        raw = stacked[name]
+        if raw.nbytes:
+            crc = zlib.crc32(raw, crc)  # zlib reads C-contiguous arrays through the buffer protocol
+            parts.append(raw)
+            nbytes += raw.nbytes
+    prios = np.asarray(priorities, dtype="<f8").tobytes()
+    parts.append(prios)
+    return EncodedBatch(tuple(parts), nbytes + len(prios), zlib.crc32(prios, crc), len(priorities))
+
+
+def inserts_record(lsn: int, first_key: int, batch: EncodedBatch, evicted: Sequence[int]) -> list[Any]:
+    victims = np.asarray(evicted, dtype="<u8").tobytes()
+    return frame(Kind.INSERTS, lsn, (first_key, batch.count, len(evicted)), (*batch.parts, victims),
+                 batch.nbytes + len(victims), zlib.crc32(victims, batch.crc))
 
 
 def insert_record(lsn: int, key: int, priority: float, item: EncodedItem) -> list[Any]:
@@ -186,6 +229,14 @@ def decode(meta: bytes, payload: bytes, crc: int) -> Record:
         return Record(kind, lsn, key=extra[0], priority=extra[1], payload=payload)
     if kind is Kind.DELETE:
         return Record(kind, lsn, key=extra[0])
+    if kind is Kind.INSERTS:
+        first, n, m = extra
+        data = len(payload) - 8 * (n + m)
+        if data < 0:
+            raise RecordError(f"INSERTS record {lsn}: {len(payload)} payload bytes for {n} items and {m} evictions")
+        return Record(kind, lsn, key=first, count=n, payload=memoryview(payload)[:data],
+                      priorities=np.frombuffer(payload, "<f8", n, data).tolist(),
+                      keys=np.frombuffer(payload, "<u8", m, data + 8 * n).tolist())
     if kind in (Kind.SAMPLE, Kind.PRIORITY):
         n = extra[0]
         width = 8 if kind is Kind.SAMPLE else 16
@@ -216,4 +267,29 @@ def item_arrays(record: Record, signature: Signature) -> dict[str, np.ndarray]:
         raise RecordError(
             f"INSERT record {record.lsn}: {len(record.payload)} payload bytes do not match the signature"
         )
+    return out
+
+
+def batch_items(record: Record, signature: Signature) -> list[dict[str, np.ndarray]]:
+    """The items of an INSERTS record: read-only arrays viewing its payload (no copy)."""
+    n = record.count
+    out: list[dict[str, np.ndarray]] = [{} for _ in range(n)]
+    offset = 0
+    payload = record.payload
+    for name, (dtype, shape) in signature.items():
+        stacked_shape = (shape[0], n, *shape[1:])
+        count = int(np.prod(stacked_shape, dtype=np.int64))
+        if offset + count * dtype.itemsize > len(payload):
+            break
+        if count:
+            stacked = np.frombuffer(payload, dtype, count, offset).reshape(stacked_shape)
+        else:
+            stacked = np.empty(stacked_shape, dtype)
+            stacked.flags.writeable = False
+        for i in range(n):
+            out[i][name] = stacked[:, i]
+        offset += count * dtype.itemsize
+    if any(len(item) != len(signature) for item in out) or offset != len(payload):
+        raise RecordError(f"INSERTS record {record.lsn}: {len(payload)} payload bytes do not match "
+                          f"{n} items of the signature")
     return out

@@ -9,6 +9,7 @@ the paper's Atari setting, vectors our classic-control defaults.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Literal, Mapping, Optional
 
 from herd import config as hc
@@ -35,6 +36,16 @@ class RunConfig:
     queue_size: int = hc.option(0, "capacity of the replay queue in unrolls (0 = batch_size + actors * envs_per_actor)")
     checkpoint_every: int = hc.option(500, "learner steps between checkpoints")
     torch_threads: int = hc.option(1, "intra-op threads of torch in each process")
+    replay_durability: Literal["none", "checkpoint", "wal"] = hc.option(
+        "checkpoint", "what of the replay queue survives a crash of `herd serve replay` / `herd up`: none, "
+        "checkpoint (the last checkpoint) or wal (every acknowledged insert, fsynced to a log before its ack)"
+    )
+    replay_wal_fsync_interval_ms: float = hc.option(
+        10.0, "wal: inserts arriving within this many ms share one fsync (0 = fsync as soon as possible)"
+    )
+    replay_checkpoint_every_seconds: float = hc.option(
+        0.0, "seconds between replay checkpoints (0 = only at shutdown; wal needs > 0: checkpoints truncate the log)"
+    )
 
     def __post_init__(self) -> None:
         for name in ("steps", "actors", "envs_per_actor", "checkpoint_every", "torch_threads"):
@@ -42,6 +53,15 @@ class RunConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.queue_size < 0:
             raise ValueError(f"queue_size must be >= 0, got {self.queue_size}")
+        for name in ("replay_wal_fsync_interval_ms", "replay_checkpoint_every_seconds"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"config key '{name}': expected a finite number >= 0, got {value!r}")
+        if self.replay_durability == "wal" and not self.replay_checkpoint_every_seconds:
+            raise ValueError(
+                "config key 'replay_durability': 'wal' needs replay_checkpoint_every_seconds > 0 "
+                "(only checkpoints truncate the log)"
+            )
 
     @property
     def replay_queue_size(self) -> int:

@@ -88,16 +88,30 @@ def _dtype_enum(dtype: np.dtype) -> int:
     return enum
 
 
+_HEADERS: dict[tuple[str, np.dtype, tuple[int, ...], int], bytes] = {}  # entry headers of arrays seen before
+_MAX_HEADERS = 4096
+
+
 def _entry_pieces(name: str, value: ArrayLike, offset: int) -> tuple[bytes, Piece]:
     """``(header, data)`` of one ``TensorMap.tensors`` entry starting at ``offset``; ``data`` is not copied."""
     if type(value) is np.ndarray and value.dtype.isnative:
         arr = value if value.flags.c_contiguous else np.ascontiguousarray(value)
-        dtype = _ENUMS.get(arr.dtype) or _dtype_enum(arr.dtype)
-        shape = arr.shape
-        data: Piece = arr.data.cast("B") if arr.size else b""
-    else:  # torch tensors, numpy scalars, non-native byte order, bfloat16: the codec's one copy
-        dtype, shape, data = encode_parts(value, name=name)
-    nbytes = len(data)
+        data: Piece = arr if arr.size else b""  # bytes.join reads C-contiguous arrays as they are
+        key = (name, arr.dtype, arr.shape, offset)
+        header = _HEADERS.get(key)  # an actor sends the same structure every time: built once
+        if header is None:
+            header = _entry_header(name, _ENUMS.get(arr.dtype) or _dtype_enum(arr.dtype), arr.shape, arr.nbytes, offset)
+            if len(_HEADERS) >= _MAX_HEADERS:
+                _HEADERS.clear()
+            _HEADERS[key] = header
+        return header, data
+    # torch tensors, numpy scalars, non-native byte order, bfloat16: the codec's one copy
+    dtype, shape, data = encode_parts(value, name=name)
+    return _entry_header(name, dtype, shape, len(data), offset), data
+
+
+def _entry_header(name: str, dtype: int, shape: Sequence[int], nbytes: int, offset: int) -> bytes:
+    """The bytes of a ``TensorMap.tensors`` entry starting at ``offset`` up to its tensor's data."""
     key = name.encode("utf-8")
     dims = b"".join([_BYTE[d] if d < 0x80 else _varint(d) for d in shape])
     # entry: 0A <len> 0A <len> key 12 <len> | tensor: 08 <dtype> [12 <len> dims] [1A <len> data]
@@ -108,9 +122,8 @@ def _entry_pieces(name: str, value: ArrayLike, offset: int) -> tuple[bytes, Piec
         width += -(offset + head_length + 1 + width + len(rest)) % ALIGN
     tensor = b"\x08" + _wide_varint(dtype, width) + rest
     tensor_length = len(tensor) + nbytes
-    header = (b"\x0a" + _wide_varint(head_length - 1 - _WIDE + tensor_length, _WIDE)
-              + b"\x0a" + _varint(len(key)) + key + b"\x12" + _wide_varint(tensor_length, _WIDE) + tensor)
-    return header, data
+    return (b"\x0a" + _wide_varint(head_length - 1 - _WIDE + tensor_length, _WIDE)
+            + b"\x0a" + _varint(len(key)) + key + b"\x12" + _wide_varint(tensor_length, _WIDE) + tensor)
 
 
 def tensor_map_pieces(mapping: Mapping[str, ArrayLike], offset: int = 0) -> tuple[list[Piece], int]:
@@ -123,7 +136,7 @@ def tensor_map_pieces(mapping: Mapping[str, ArrayLike], offset: int = 0) -> tupl
         header, data = _entry_pieces(name, value, offset)
         pieces.append(header)
         pieces.append(data)
-        offset += len(header) + len(data)
+        offset += len(header) + (data.nbytes if type(data) is np.ndarray else len(data))
     return pieces, offset - start
 
 
@@ -178,6 +191,10 @@ def _read_varint(buf: bytes, pos: int, end: int, what: str) -> tuple[int, int]:
         if shift >= 70:
             break
     raise WireError(f"{what}: malformed or truncated varint")
+
+
+read_varint = _read_varint
+"""``(value, position after it)`` of the varint at ``buf[pos]`` (``WireError`` if malformed)."""
 
 
 def scan_fields(buf: bytes, pos: int, end: int, what: str) -> list[tuple[int, int, int, int]]:

@@ -69,3 +69,20 @@ def test_durability_config_errors_name_the_key(tmp_path):
                                  checkpoint_every_seconds=5.0)  # type: ignore[arg-type]
     assert config.tables[0] == TableConfig(name="a", durability="wal")
     assert TableConfig().durability == "checkpoint" and TableConfig().wal_fsync_interval_ms == 10.0
+
+
+def test_clients_widen_their_window_for_a_durable_server_unless_told_otherwise(start_replay, tmp_path):
+    from replay_service.insert_stream import DEFAULT_IN_FLIGHT
+    from replay_service.servicer import DURABLE_INSERT_WINDOW
+
+    durable = start_replay(tables=(wal_table("durable", 10.0),), checkpoint_dir=str(tmp_path),
+                           checkpoint_every_seconds=60.0)
+    volatile = start_replay(tables=(TableConfig(name="volatile", durability="none"),))
+    windows = []
+    for address, name, chosen in ((durable.address, "durable", None), (durable.address, "durable", 3),
+                                  (volatile.address, "volatile", None)):
+        with ReplayClient(address, max_in_flight=chosen) as client:
+            table = client.table(name)
+            table.insert(one(0))  # the window is adopted once the stream is open
+            windows.append(table._inserts.max_in_flight)
+    assert windows == [DURABLE_INSERT_WINDOW, 3, DEFAULT_IN_FLIGHT]
