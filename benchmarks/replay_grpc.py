@@ -208,7 +208,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=0.6, help="duration of each phase in each round")
     parser.add_argument("--rounds", type=int, default=4, help="echo and replay phases alternate this often; medians")
     parser.add_argument("--unroll", type=int, default=21, help="T + 1, steps per item")
-    parser.add_argument("--in-flight", type=int, default=4, help="unacknowledged inserts per stream")
+    parser.add_argument("--in-flight", type=int, default=8,
+                        help="unacknowledged inserts per stream (8 = ReplayClient's default window)")
     parser.add_argument("--batch", type=int, default=32, help="B, items per sampled batch")
     args = parser.parse_args()
     one, eight = make_items(args.unroll, 1), make_items(args.unroll, 8)
