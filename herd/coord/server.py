@@ -8,7 +8,6 @@ which is what ``restart()`` uses to simulate Redis losing its state.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import tempfile
@@ -20,6 +19,7 @@ import redis
 import redis.exceptions as rexc
 
 from herd.fsutil import find_executable
+from herd.procutil import terminate
 
 
 def find_redis_server() -> str:
@@ -136,13 +136,7 @@ class LocalRedis:
         """SIGTERM and wait (SIGKILL if it does not exit in ``timeout``)."""
         if self._proc is None:
             return
-        if self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-            try:
-                self._proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        terminate(self._proc, timeout)
         self._proc = None
 
     def kill(self) -> None:

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import time
 import urllib.error
@@ -28,6 +27,7 @@ from herd.coord.registration import ServiceRecord
 from herd.coord.server import free_port
 from herd.fsutil import find_executable
 from herd.fsutil import atomic_write
+from herd.procutil import terminate
 
 log = logging.getLogger(__name__)
 
@@ -176,13 +176,7 @@ class LocalPrometheus:
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (Prometheus flushes its head block), SIGKILL after ``timeout``."""
         if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.send_signal(signal.SIGTERM)
-                try:
-                    self._proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    self._proc.kill()
-                    self._proc.wait()
+            terminate(self._proc, timeout)
             self._proc = None
         if self._log is not None:
             self._log.close()

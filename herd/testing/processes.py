@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 from typing import Any, Optional, Sequence
+from herd.procutil import terminate
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -83,12 +84,6 @@ class ServiceProcess:
 
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM and wait (SIGKILL if it does not exit in ``timeout``); returns the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        code = terminate(self.proc, timeout)
         self._reader.join(5)
-        return self.proc.returncode
+        return code

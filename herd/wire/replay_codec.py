@@ -154,20 +154,27 @@ def _count(shape: tuple[int, ...]) -> int:
     return count
 
 
+def _scalar_field_into(buf: bytes, field: tuple, request: InsertRequestView) -> bool:
+    """Stores one of the fields after the tensor map (num_items, priorities, timeout, actor id); False if not one."""
+    number, wire_type, a, b = field
+    if number == 4 and wire_type == VARINT:
+        request.num_items = a & 0xFFFFFFFF
+    elif number == 5:
+        repeated_doubles(buf, field, request.priorities, "priorities")
+    elif number == 6 and wire_type == VARINT:
+        request.timeout_ms = signed(a)
+    elif number == 7 and wire_type == LENGTH:
+        request.actor_id = text(buf, a, b, "actor_id")
+    else:
+        return False
+    return True
+
+
 def _tail_into(buf: bytes, pos: int, request: InsertRequestView) -> bool:
     """Reads the fields after the tensor map; False if one of them would change what came before."""
     for field in scan_fields(buf, pos, len(buf), "InsertRequest"):
-        number, wire_type, a, b = field
-        if number == 4 and wire_type == VARINT:
-            request.num_items = a & 0xFFFFFFFF
-        elif number == 5:
-            repeated_doubles(buf, field, request.priorities, "priorities")
-        elif number == 6 and wire_type == VARINT:
-            request.timeout_ms = signed(a)
-        elif number == 7 and wire_type == LENGTH:
-            request.actor_id = text(buf, a, b, "actor_id")
-        elif number in (1, 2, 3):  # a repeated table, sequence id or tensor map: the generic path merges
-            return False
+        if not _scalar_field_into(buf, field, request) and field[0] in (1, 2, 3):
+            return False  # a repeated table, sequence id or tensor map: the generic path merges
     return True
 
 
@@ -228,14 +235,8 @@ def decode_insert_request(buf: bytes, *, small: Optional[int] = None) -> InsertR
             request.sequence_id = a
         elif number == 3 and wire_type == LENGTH:
             tensor_map_into(buf, mv, a, b, request.items, "items")  # a repeated message field merges
-        elif number == 4 and wire_type == VARINT:
-            request.num_items = a & 0xFFFFFFFF
-        elif number == 5:
-            repeated_doubles(buf, field, request.priorities, "priorities")
-        elif number == 6 and wire_type == VARINT:
-            request.timeout_ms = signed(a)
-        elif number == 7 and wire_type == LENGTH:
-            request.actor_id = text(buf, a, b, "actor_id")
+        else:
+            _scalar_field_into(buf, field, request)
     return request
 
 
