@@ -36,6 +36,10 @@ log = logging.getLogger("herd.actor")
 
 
 
+class WriterStopped(Exception):
+    """The actor was told to stop while its writer waited for room in the replay table."""
+
+
 class PipelinedWriter:
     """``TrajectoryWriter`` that keeps up to ``max_in_flight`` unacknowledged inserts.
 
@@ -43,15 +47,29 @@ class PipelinedWriter:
     then the actor steps on while the replay service stores and acknowledges.
     """
 
-    def __init__(self, table_client, max_in_flight: int) -> None:  # replay_service.client.TableClient
+    def __init__(
+        self, table_client, max_in_flight: int, should_stop: Optional[Callable[[], bool]] = None
+    ) -> None:  # replay_service.client.TableClient
         self.table = table_client
         self.max_in_flight = max_in_flight
+        self.should_stop = should_stop
         self._pending: collections.deque = collections.deque()
 
     def insert(self, items: Mapping[str, np.ndarray], priorities=None, timeout=None) -> Sequence[int]:
+        """Queues ``items``; waits while too many are unacknowledged (``WriterStopped`` once told to stop)."""
         self._pending.append(self.table.insert_async(items, priorities))
         while len(self._pending) > self.max_in_flight:
-            self._pending.popleft().result()
+            oldest = self._pending[0]
+            while True:  # a full queue whose learner has gone would otherwise hold the actor forever
+                try:
+                    oldest.result(timeout=0.25)
+                    break
+                except TimeoutError:
+                    if oldest.done():
+                        raise  # the insert itself timed out (a rate limiter's DEADLINE_EXCEEDED)
+                    if self.should_stop is not None and self.should_stop():
+                        raise WriterStopped("stopping while waiting for the replay to take an unroll") from None
+            self._pending.popleft()
         return []
 
     def drain(self, timeout: Optional[float] = None) -> None:
@@ -82,7 +100,9 @@ def serve(
 
     replay = ReplayClient(hcoord.resolve_address(config.coord, "replay", timeout=60.0), security=config.security)
     params = ParamClient(hcoord.resolve_address(config.coord, "params", timeout=60.0), security=config.security)
-    writer = PipelinedWriter(replay.table(config.table), config.max_in_flight)
+    run_stopped = PolledFlag(coordinator.should_stop if coordinator is not None else None)
+    writer = PipelinedWriter(replay.table(config.table), config.max_in_flight,
+                             should_stop=lambda: stop.is_set() or run_stopped.is_set())
     fetcher = BackgroundFetcher(params, config.param_name)  # fetches overlap with acting
     window = EpisodeWindow()
     registry = new_registry()
@@ -128,7 +148,6 @@ def serve(
         on_ready(running.port)
     log.info("actor serving", extra={"port": running.port, "metrics_port": running.metrics_port, "actor_id": actor_id, "envs": run.envs_per_actor})
 
-    run_stopped = PolledFlag(coordinator.should_stop if coordinator is not None else None)
     try:
         while not stop.is_set():
             gate.wait_while_paused(stop)
@@ -136,7 +155,10 @@ def serve(
                 break
             if run_stopped.is_set():
                 break
-            steps = actor.run_unroll()
+            try:
+                steps = actor.run_unroll()
+            except WriterStopped:
+                break
             window.update_rate(actor.stats.env_steps)
             metrics.record_unroll(steps, returns, window.mean()[0], actor.policy.version)
             returns.clear()

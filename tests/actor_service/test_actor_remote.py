@@ -67,3 +67,38 @@ def test_unrolls_arrive_unchanged_with_inserts_in_flight(replay_address):
     # Consecutive unrolls overlap by one step.
     np.testing.assert_array_equal(writer.sent[0]["observation"][-1], writer.sent[1]["observation"][0])
     client.close()
+
+
+def test_a_writer_waiting_on_a_full_queue_stops_when_told():
+    import concurrent.futures
+    import threading
+
+    from actor_service.main import PipelinedWriter, WriterStopped
+
+    class Stuck:  # a replay whose queue is full and whose learner has gone: acks never come
+        def insert_async(self, items, priorities=None):
+            return concurrent.futures.Future()
+
+    stop = threading.Event()
+    writer = PipelinedWriter(Stuck(), max_in_flight=1, should_stop=stop.is_set)
+    writer.insert({})
+    threading.Timer(0.3, stop.set).start()
+    with pytest.raises(WriterStopped):
+        writer.insert({})  # would block forever without should_stop
+
+
+def test_a_writer_surfaces_an_insert_that_timed_out():
+    import concurrent.futures
+
+    from actor_service.main import PipelinedWriter
+    from herd.interfaces import RateLimitTimeout
+
+    class TimesOut:
+        def insert_async(self, items, priorities=None):
+            f = concurrent.futures.Future()
+            f.set_exception(RateLimitTimeout("queue full for 5s"))
+            return f
+
+    writer = PipelinedWriter(TimesOut(), max_in_flight=0, should_stop=lambda: False)
+    with pytest.raises(RateLimitTimeout):
+        writer.insert({})
