@@ -31,7 +31,7 @@ def _status(run_dir):
 def test_herd_up_trains_and_reports_status(tmp_path):
     run_dir = tmp_path / "cluster"
     proc = _herd(
-        "up", "--env", "gym:CartPole-v1", "--actors", "2", "--envs-per-actor", "8", "--steps", "40000",
+        "up", "--env", "gym:CartPole-v1", "--actors", "2", "--envs-per-actor", "8", "--steps", "300000",
         "--seed", "1", "--run-dir", str(run_dir), "--quiet",
     )
     status = None
@@ -39,7 +39,10 @@ def test_herd_up_trains_and_reports_status(tmp_path):
     while time.monotonic() < deadline and proc.poll() is None:
         if (run_dir / "cluster.json").exists():
             s = _status(run_dir)
-            if s and {x["kind"] for x in s["services"]} >= KINDS and s["counters"]["env_steps"] > 0:
+            # Polled while it trains: long enough (300k steps) that the run is not already ending,
+            # when services leaving would report NOT_SERVING.
+            if s and {x["kind"] for x in s["services"]} >= KINDS and s["counters"]["env_steps"] > 0 and all(
+                    x["health"] == "SERVING" for x in s["services"]):
                 status = s
                 break
         time.sleep(0.5)
@@ -57,7 +60,7 @@ def test_herd_up_trains_and_reports_status(tmp_path):
     assert set(status["counters"]) >= {"env_steps", "episodes", "learner_steps"}
 
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["env_steps"] >= 40000
+    assert summary["env_steps"] >= 300000
     assert summary["learner_steps"] > 0
     assert summary["episodes"] > 0 and summary["mean_episode_return_last_100"] > 0
     assert (run_dir / "episodes.csv").exists() and (run_dir / "learning_curve.png").exists()
