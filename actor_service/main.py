@@ -30,7 +30,8 @@ from herd.launch.run_config import RunConfig
 from herd.telemetry.metrics import ActorMetrics, new_registry
 from herd.types import EpisodeRecord
 from herd.v1 import actor_pb2, actor_pb2_grpc
-from herd.wire.server import install_stop_signals, start_server
+from herd.serving import start_service
+from herd.wire.server import install_stop_signals
 
 log = logging.getLogger("herd.actor")
 
@@ -132,18 +133,12 @@ def serve(
     )
     gate = PauseGate()
     servicer = ActorServicer(actor, gate, window)
-    running = start_server(
+    running, registration = start_service(
+        "actor",
         lambda server: actor_pb2_grpc.add_ActorServiceServicer_to_server(servicer, server),
         [actor_pb2.DESCRIPTOR.services_by_name["ActorService"].full_name],
-        host=config.server.host,
-        port=config.server.port,
-        max_message_bytes=config.server.max_message_bytes,
-        security=config.security,
-        registry=registry,
-        metrics_port=config.server.metrics_port,
+        config.server, config.coord, config.security, registry=registry,
     )
-    registration = hcoord.register_service(config.coord, "actor", config.server.address(running.port),
-                                           config.server.metrics_address(running.metrics_port))
     if on_ready is not None:
         on_ready(running.port)
     log.info("actor serving", extra={"port": running.port, "metrics_port": running.metrics_port, "actor_id": actor_id, "envs": run.envs_per_actor})

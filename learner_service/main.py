@@ -23,7 +23,8 @@ from herd.interfaces import SampledBatch
 from herd.launch.run_config import RunConfig
 from herd.telemetry.metrics import LearnerMetrics, new_registry
 from herd.v1 import learner_pb2
-from herd.wire.server import install_stop_signals, start_server
+from herd.serving import start_service
+from herd.wire.server import install_stop_signals
 from learner_service.config import LearnerServiceConfig
 from learner_service.learner import Learner, latest_checkpoint, prune_checkpoints
 from learner_service.publisher import AsyncPublisher
@@ -190,18 +191,12 @@ def serve(
     )
     registry = new_registry()
     metrics = LearnerMetrics(registry)
-    running = start_server(
+    running, registration = start_service(
+        "learner",
         lambda server: learner_pb2_grpc.add_LearnerServiceServicer_to_server(servicer, server),
         [learner_pb2.DESCRIPTOR.services_by_name["LearnerService"].full_name],
-        host=config.server.host,
-        port=config.server.port,
-        max_message_bytes=config.server.max_message_bytes,
-        security=config.security,
-        registry=registry,
-        metrics_port=config.server.metrics_port,
+        config.server, config.coord, config.security, registry=registry,
     )
-    registration = hcoord.register_service(config.coord, "learner", config.server.address(running.port),
-                                           config.server.metrics_address(running.metrics_port))
     if on_ready is not None:
         on_ready(running.port)
     log.info("learner serving", extra={"port": running.port, "metrics_port": running.metrics_port, "replay": replay_address, "params": params_address})

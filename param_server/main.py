@@ -13,10 +13,10 @@ import logging
 import threading
 from typing import Callable, Optional, Sequence
 
-from herd.coord import register_service
 from herd.options import CoordOptions, ServerOptions
 from herd.telemetry.metrics import ParamServerMetrics, new_registry
-from herd.wire.server import start_server, wait_for_termination
+from herd.serving import start_service
+from herd.wire.server import wait_for_termination
 from param_server.config import MiB, ParamServerConfig
 from param_server.servicer import SERVICE_NAME, ParameterServicer, add_to_server
 
@@ -32,27 +32,14 @@ def serve(
     """Serves until ``stop_event`` is set or SIGTERM/SIGINT arrives; ``on_ready(port)`` once bound."""
     registry = new_registry()
     servicer = ParameterServicer.from_config(config, metrics=ParamServerMetrics(registry))
-    running = start_server(
-        lambda server: add_to_server(servicer, server),
-        [SERVICE_NAME],
-        host=config.server.host,
-        port=config.server.port,
-        max_message_bytes=config.server.max_message_bytes,
-        security=config.security,
-        max_workers=config.server_threads,
-        registry=registry,
-        metrics_port=config.server.metrics_port,
+    running, registration = start_service(
+        "params", lambda server: add_to_server(servicer, server), [SERVICE_NAME],
+        config.server, config.coord, config.security, registry=registry, max_workers=config.server_threads,
     )
     stop = stop_event or threading.Event()
     # Subscribe streams run until cancelled: end them as soon as the stop is requested, so
     # the shutdown grace period is not spent waiting for them.
     threading.Thread(target=lambda: (stop.wait(), servicer.end_streams()), name="params-stop", daemon=True).start()
-    try:
-        registration = register_service(config.coord, "params", config.server.address(running.port),
-                                        config.server.metrics_address(running.metrics_port))
-    except BaseException:  # e.g. Redis unreachable: do not leave a server running
-        running.stop(0)
-        raise
     log.info("params serving", extra={"port": running.port, "metrics_port": running.metrics_port,
                                       "data_dir": config.data_dir,
                                       "names": len(servicer.store.versions())})

@@ -16,10 +16,10 @@ import logging
 import threading
 from typing import Callable, Optional, Sequence
 
-from herd.coord import register_service
 from herd.options import CoordOptions, ServerOptions
 from herd.telemetry.metrics import ReplayMetrics, new_registry
-from herd.wire.server import start_server, wait_for_termination
+from herd.serving import start_service
+from herd.wire.server import wait_for_termination
 from replay_service.config import DURABILITY, ReplayServiceConfig, TableConfig
 from replay_service.recovery import open_table
 from replay_service.servicer import SERVICE_NAME, ReplayServicer, add_to_server
@@ -46,27 +46,14 @@ def serve(
                               max_message_bytes=config.server.max_message_bytes)
     registry = new_registry()
     ReplayMetrics(registry, lambda: [table.info() for table in tables.values()])  # read when scraped
-    running = start_server(
-        lambda server: add_to_server(servicer, server),
-        [SERVICE_NAME],
-        host=config.server.host,
-        port=config.server.port,
-        max_message_bytes=config.server.max_message_bytes,
-        security=config.security,
-        max_workers=config.max_concurrent_calls,
-        registry=registry,
-        metrics_port=config.server.metrics_port,
+    running, registration = start_service(
+        "replay", lambda server: add_to_server(servicer, server), [SERVICE_NAME],
+        config.server, config.coord, config.security, registry=registry, max_workers=config.max_concurrent_calls,
     )
     stop = stop_event or threading.Event()
     # Insert and Sample streams run until cancelled: end them as soon as the stop is requested,
     # so clients reconnect elsewhere and the grace period is not spent waiting for them.
     threading.Thread(target=lambda: (stop.wait(), servicer.stop()), name="replay-stop", daemon=True).start()
-    try:
-        registration = register_service(config.coord, "replay", config.server.address(running.port),
-                                        config.server.metrics_address(running.metrics_port))
-    except BaseException:  # e.g. Redis unreachable: do not leave a server running
-        running.stop(0)
-        raise
     periodic: Optional[threading.Thread] = None
     if config.checkpoint_dir and config.checkpoint_every_seconds > 0:
         periodic = threading.Thread(target=_checkpoint_every, args=(servicer, config.checkpoint_every_seconds, stop),
