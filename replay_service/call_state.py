@@ -44,11 +44,11 @@ class InsertStreams:
                 raise UnavailableError(_SHUTTING_DOWN)
             self._outstanding[id(context)][1] += 1
 
-    def acked(self, context: grpc.ServicerContext) -> None:
-        """An ack was sent; once none is outstanding and the server stops, the stream ends."""
+    def acked(self, context: grpc.ServicerContext, requests: int = 1) -> None:
+        """An ack of ``requests`` requests was sent; once none is outstanding and the server stops, the stream ends."""
         with self._lock:
             entry = self._outstanding[id(context)]
-            entry[1] -= 1
+            entry[1] -= requests
             if self.stopping and entry[1] == 0:
                 raise UnavailableError(_SHUTTING_DOWN)
 

@@ -172,10 +172,11 @@ class TableClient:
 
         The arrays are copied into the request before this returns (the caller may reuse them).
         Blocks while ``max_in_flight`` requests are unacknowledged (up to ``timeout``).
-        ``timeout`` also bounds the server's wait on the rate limiter.
+        ``timeout`` also bounds the server's wait on the rate limiter. On a busy stream the server
+        may acknowledge a quarter of the window at once, so a future may resolve up to ~1 ms
+        (``servicer.ACK_DELAY_SECONDS``) after its items are stored; ``insert`` never waits that.
         """
-        encode = self._encoder(items, priorities, timeout)
-        return self._inserts.submit(encode, timeout)
+        return self._submit(items, priorities, timeout, waited_on=False)
 
     def insert(
         self,
@@ -191,7 +192,7 @@ class TableClient:
         for an unknown table) as ``Table.insert`` does.
         """
         deadline = None if timeout is None else time.monotonic() + timeout + _ACK_GRACE_SECONDS
-        future = self.insert_async(items, priorities, timeout)
+        future = self._submit(items, priorities, timeout, waited_on=True)  # acked at once, not with later ones
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         concurrent.futures.wait([future], timeout=remaining)
         if not future.done():
@@ -264,13 +265,23 @@ class TableClient:
         """Waits up to ``timeout`` for unacknowledged inserts, then ends the insert stream."""
         self._inserts.close(timeout)
 
+    def _submit(
+        self,
+        items: Mapping[str, np.ndarray],
+        priorities: Optional[Sequence[float] | np.ndarray],
+        timeout: Optional[float],
+        *,
+        waited_on: bool,
+    ) -> "concurrent.futures.Future[list[int]]":
+        return self._inserts.submit(self._encoder(items, priorities, timeout), timeout, waited_on=waited_on)
+
     def _encoder(
         self,
         items: Mapping[str, np.ndarray],
         priorities: Optional[Sequence[float] | np.ndarray],
         timeout: Optional[float],
-    ) -> Callable[[int], bytes]:
-        """Checks ``[T, N, ...]`` items; returns ``sequence_id -> serialized InsertRequest`` (one copy)."""
+    ) -> Callable[[int, int], bytes]:
+        """Checks ``[T, N, ...]`` items; returns ``(sequence_id, ack_every) -> serialized InsertRequest`` (one copy)."""
         if not isinstance(items, abc.Mapping) or not items:
             raise ValueError("items: expected a non-empty mapping field name -> [T, N, ...] array")
         n = None
@@ -289,9 +300,9 @@ class TableClient:
         prios = None if priorities is None else np.asarray(priorities, dtype=np.float64).reshape(-1)
         limit = self.client.max_message_bytes
 
-        def encode(sequence_id: int) -> bytes:
+        def encode(sequence_id: int, ack_every: int) -> bytes:
             message = encode_insert_request(table=self.name, items=items, num_items=int(n), sequence_id=sequence_id,
-                                            priorities=prios, timeout_ms=timeout_ms)
+                                            priorities=prios, timeout_ms=timeout_ms, ack_every=ack_every)
             if len(message) > limit:
                 raise ResourceExhaustedError(
                     f"insert into {self.name!r}: {len(message)} bytes is over the {limit}-byte message limit "

@@ -48,6 +48,12 @@ at most 8 requests of client memory held for re-sending."""
 _MAX_ADVISED = 1024
 
 
+def ack_every_for(max_in_flight: int) -> int:
+    """How many requests one ack may cover on a stream of this window: a quarter of it, so the
+    three quarters still unacknowledged keep the stream moving while the ack is on its way."""
+    return max(1, max_in_flight // 4)
+
+
 @dataclasses.dataclass
 class _Pending:
     request: bytes  # a serialized InsertRequest, kept for re-sending
@@ -84,13 +90,15 @@ class InsertStream:
 
     # -- caller side ------------------------------------------------------------------
     def submit(
-        self, encode: Callable[[int], bytes], timeout: Optional[float] = None
+        self, encode: Callable[[int, int], bytes], timeout: Optional[float] = None, *, waited_on: bool = False,
     ) -> "concurrent.futures.Future[list[int]]":
-        """Sends the request ``encode(sequence_id)`` serializes, once fewer than ``max_in_flight`` are unacked.
+        """Sends the request ``encode(sequence_id, ack_every)`` serializes, once fewer than ``max_in_flight`` are unacked.
 
         Waits up to ``timeout`` seconds for room (``None``: as long as it takes), else raises
         ``RateLimitTimeout``; ``encode`` runs in the caller's thread, outside the lock. The returned
-        future resolves to the keys once the server acknowledged.
+        future resolves to the keys once the server acknowledged. ``ack_every``: a request nobody
+        is ``waited_on`` lets the server acknowledge it together with the next ones
+        (``ack_every_for``), so a busy stream gets fewer, cumulative acks; else 1 (at once).
         """
         future: concurrent.futures.Future[list[int]] = concurrent.futures.Future()
         future.set_running_or_notify_cancel()  # the request cannot be taken back once queued
@@ -108,8 +116,9 @@ class InsertStream:
             seq = self._next_seq
             self._next_seq += 1
             self._reserved += 1
+            ack_every = 1 if waited_on else ack_every_for(self.max_in_flight)
         try:
-            message = encode(seq)
+            message = encode(seq, ack_every)
         finally:
             with self._lock:
                 self._reserved -= 1
@@ -226,14 +235,26 @@ class InsertStream:
                     adopt = False
                     self._adopt_window(call)
                 with self._lock:
-                    pending = self._pending.pop(response.sequence_id, None)
+                    acked = self._take_acked(response.sequence_id)
                     self._changed.notify_all()
                 backoff.reset()
-                if pending is not None:  # None: abandoned by its caller
-                    pending.future.set_result(list(response.keys))
+                _resolve(acked, response, self.table)
         except grpc.RpcError as e:
             return e
         return None
+
+    def _take_acked(self, sequence_id: int) -> list[_Pending]:
+        """Removes and returns (in order) the pending requests an ack up to ``sequence_id`` covers.
+
+        The server acknowledges a stream's requests in order, so these are every pending request
+        up to ``sequence_id``: abandoned ones included (the server answered them too)."""
+        acked = []
+        while self._pending:
+            seq = next(iter(self._pending))
+            if seq > sequence_id:
+                break
+            acked.append(self._pending.pop(seq))
+        return acked
 
     def _adopt_window(self, call: Iterator[replay_pb2.InsertResponse]) -> None:
         """Widens the window to what the server advises in its initial metadata (never narrows it)."""
@@ -262,6 +283,23 @@ class InsertStream:
             exc = InsertTimeout(str(exc), _inserted_keys(error))
         for pending in failed:
             pending.future.set_exception(exc)
+
+
+def _resolve(acked: list[_Pending], response: replay_pb2.InsertResponse, table: str) -> None:
+    """Gives each acknowledged request its share of ``response.keys`` (see ``InsertResponse``)."""
+    sizes = list(response.keys_per_request) or [len(response.keys)]
+    keys = list(response.keys)
+    if len(sizes) != len(acked) or sum(sizes) != len(keys):
+        error = UnavailableError(
+            f"insert into {table!r}: the server acknowledged {len(sizes)} requests with {len(keys)} keys up to "
+            f"sequence id {response.sequence_id}, but {len(acked)} were pending (protocol mismatch)")
+        for pending in acked:
+            pending.future.set_exception(error)
+        return
+    start = 0
+    for pending, size in zip(acked, sizes):
+        pending.future.set_result(keys[start:start + size])
+        start += size
 
 
 def _iterate(requests: queue.SimpleQueue) -> Iterator[bytes]:

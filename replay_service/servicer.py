@@ -21,7 +21,7 @@ import os
 import queue
 import threading
 import time
-from typing import Collection, Iterator, Mapping, Optional, Union
+from typing import Collection, Iterator, Mapping, NamedTuple, Optional, Union
 
 import grpc
 import numpy as np
@@ -49,6 +49,10 @@ INSERTED_KEYS_METADATA = "herd-inserted-keys"
 """Trailing metadata of an Insert that timed out part-way: comma-separated keys that did get in."""
 INSERT_WINDOW_METADATA = "herd-insert-window"
 """Initial metadata of an Insert stream: how many unacknowledged requests a client should allow."""
+ACK_DELAY_SECONDS = 0.001
+"""Longest a stored request's ack waits for company when its ``ack_every`` lets it (see ``_AckQueue``)."""
+MAX_ACKS_PER_MESSAGE = 1024
+"""Most requests one InsertResponse acknowledges (bounds its size; a window is rarely that wide)."""
 DURABLE_INSERT_WINDOW = 64
 """The window advised when a table here is durable (wal): its acks wait for the group commit (~one fsync
 interval), so a stream moves at most window requests per interval; 64 covers ~10 ms at ~6,000 requests/s."""
@@ -104,27 +108,32 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
     ) -> Iterator[replay_pb2.InsertResponse]:
         # Two threads per stream: a reader receives and stores request k+1 while this handler
         # thread sends the ack of request k, so the ack's round trip is off the critical path.
-        # Acks still leave in order and only after their items are stored -- for a durable table,
-        # after the log's fsync that covers them: this thread waits for it while the reader goes
-        # on storing, so requests arriving meanwhile share that fsync (group commit).
-        acks: queue.SimpleQueue = queue.SimpleQueue()
+        # Acks leave in order and only after their items are stored -- for a durable table, after
+        # the log's fsync that covers them: this thread waits for it while the reader goes on
+        # storing, so requests arriving meanwhile share that fsync (group commit). One message
+        # acknowledges every request stored since the last (cumulative acks); requests whose
+        # ack_every allows it get one ack per ack_every requests (ACK_DELAY_SECONDS at most).
+        acks = _AckQueue()
         with self._streams.track(context):
             if self._insert_window:  # clients with the default window widen it (replay_service.insert_stream)
                 context.send_initial_metadata(((INSERT_WINDOW_METADATA, str(self._insert_window)),))
             reader = threading.Thread(target=self._read_inserts, args=(request_iterator, context, acks),
                                       name="insert-reader", daemon=True)
             reader.start()
-            while (ack := acks.get()) is not _END:
-                if isinstance(ack, BaseException):
-                    self._wait_all_durable(context)  # keys of a partly timed-out insert are acked in its error
-                    raise ack
-                response, table, position = ack
-                self._wait_durable(table, position, context)
-                yield response
-                self._streams.acked(context)  # runs once gRPC has sent the ack
+            end = None
+            while end is None:
+                stored, end = acks.take(ACK_DELAY_SECONDS)
+                if stored:
+                    for table, position in _last_positions(stored).items():
+                        self._wait_durable(table, position, context)
+                    yield _ack_message(stored)
+                    self._streams.acked(context, len(stored))  # runs once gRPC has sent the ack
+            if isinstance(end, BaseException):
+                self._wait_all_durable(context)  # keys of a partly timed-out insert are acked in its error
+                raise end
 
     def _read_inserts(
-        self, requests: Iterator[replay_pb2.InsertRequest], context: grpc.ServicerContext, acks: queue.SimpleQueue
+        self, requests: Iterator[replay_pb2.InsertRequest], context: grpc.ServicerContext, acks: "_AckQueue"
     ) -> None:
         """The reader of one Insert stream: stores each request's items, queues its ack (or the error)."""
         try:
@@ -133,11 +142,10 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
                 request = _insert_view(message)
                 keys = self._insert(request, context)
                 table = self._tables[request.table]
-                acks.put((replay_pb2.InsertResponse(sequence_id=request.sequence_id, keys=keys), table,
-                          table.log_position))  # >= the position of this request's records
-            acks.put(_END)
+                acks.put(_Stored(request.sequence_id, keys, table, table.log_position, request.ack_every))
+            acks.finish(_END)
         except BaseException as e:  # noqa: BLE001 - raised again by the handler thread, after earlier acks
-            acks.put(e)
+            acks.finish(e)
 
     @rpc_errors
     def Sample(
@@ -320,6 +328,84 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
                 f"batch_size: {b} items of {item} bytes need ~{need} bytes, over the "
                 f"{self._max_message_bytes}-byte message limit"
             )
+
+
+class _Stored(NamedTuple):
+    """One stored request of an Insert stream, waiting for its ack."""
+
+    sequence_id: int
+    keys: list[int]
+    table: Table
+    position: int  # the table's log position once stored: >= that of this request's records
+    ack_every: int  # its ack may wait until this many requests are stored (0, 1: not at all)
+
+
+class _AckQueue:
+    """Stored requests of one Insert stream waiting for their ack, then what ended the stream.
+
+    The reader thread puts, the handler thread takes all that is queued. A busy stream whose
+    requests allow it (``ack_every`` k > 1) wakes the handler once per k requests instead of once
+    per request, and its client reads one ack per k: the handler waits for the k-th request at
+    most ``delay`` seconds, and a request with a smaller ``ack_every`` (a caller waiting on it)
+    ends the wait. A stream that was idle is acknowledged at once."""
+
+    def __init__(self) -> None:
+        self._ready = threading.Condition(threading.Lock())
+        self._stored: list[_Stored] = []
+        self._end: object = None  # _END or the exception that ended the stream
+        self._need = 1  # queued requests that wake the taker: the least ack_every among them
+        self._latest = 1  # ack_every of the latest request: what the next wait expects
+        self._idle = False  # the taker waits for any request at all
+
+    def put(self, stored: _Stored) -> None:
+        with self._ready:
+            self._stored.append(stored)
+            self._latest = max(1, stored.ack_every)
+            self._need = min(self._need, self._latest) if len(self._stored) > 1 else self._latest
+            if self._idle or len(self._stored) >= self._need:
+                self._ready.notify()
+
+    def finish(self, end: object) -> None:
+        with self._ready:
+            self._end = end
+            self._ready.notify()
+
+    def take(self, delay: float) -> tuple[list[_Stored], object]:
+        """Returns the requests to acknowledge now (at most ``MAX_ACKS_PER_MESSAGE``) and what
+        ended the stream once every request before it is taken, else None."""
+        with self._ready:
+            if not self._enough():
+                self._ready.wait_for(self._enough, delay)
+            while not self._stored and self._end is None:
+                self._idle = True
+                self._ready.wait()
+                self._idle = False
+            taken, self._stored = self._stored[:MAX_ACKS_PER_MESSAGE], self._stored[MAX_ACKS_PER_MESSAGE:]
+            self._need = max(1, min((s.ack_every for s in self._stored), default=1))
+            return taken, (None if self._stored else self._end)
+
+    def _enough(self) -> bool:
+        need = self._need if self._stored else self._latest
+        return len(self._stored) >= need or self._end is not None
+
+
+def _last_positions(stored: list[_Stored]) -> dict[Table, int]:
+    """The highest log position each table must have made durable before ``stored`` may be acked."""
+    last: dict[Table, int] = {}
+    for s in stored:
+        last[s.table] = max(last.get(s.table, 0), s.position)
+    return last
+
+
+def _ack_message(stored: list[_Stored]) -> replay_pb2.InsertResponse:
+    """One InsertResponse acknowledging ``stored`` (in stream order)."""
+    if len(stored) == 1:
+        return replay_pb2.InsertResponse(sequence_id=stored[0].sequence_id, keys=stored[0].keys)
+    return replay_pb2.InsertResponse(
+        sequence_id=stored[-1].sequence_id,
+        keys=[key for s in stored for key in s.keys],
+        keys_per_request=[len(s.keys) for s in stored],
+    )
 
 
 def _insert_view(message: Union[bytes, replay_pb2.InsertRequest]) -> InsertRequestView:

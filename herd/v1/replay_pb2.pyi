@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class InsertRequest(_message.Message):
-    __slots__ = ("table", "sequence_id", "items", "num_items", "priorities", "timeout_ms", "actor_id")
+    __slots__ = ("table", "sequence_id", "items", "num_items", "priorities", "timeout_ms", "actor_id", "ack_every")
     TABLE_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_ID_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
@@ -16,6 +16,7 @@ class InsertRequest(_message.Message):
     PRIORITIES_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
+    ACK_EVERY_FIELD_NUMBER: _ClassVar[int]
     table: str
     sequence_id: int
     items: _tensor_pb2.TensorMap
@@ -23,15 +24,18 @@ class InsertRequest(_message.Message):
     priorities: _containers.RepeatedScalarFieldContainer[float]
     timeout_ms: int
     actor_id: str
-    def __init__(self, table: _Optional[str] = ..., sequence_id: _Optional[int] = ..., items: _Optional[_Union[_tensor_pb2.TensorMap, _Mapping]] = ..., num_items: _Optional[int] = ..., priorities: _Optional[_Iterable[float]] = ..., timeout_ms: _Optional[int] = ..., actor_id: _Optional[str] = ...) -> None: ...
+    ack_every: int
+    def __init__(self, table: _Optional[str] = ..., sequence_id: _Optional[int] = ..., items: _Optional[_Union[_tensor_pb2.TensorMap, _Mapping]] = ..., num_items: _Optional[int] = ..., priorities: _Optional[_Iterable[float]] = ..., timeout_ms: _Optional[int] = ..., actor_id: _Optional[str] = ..., ack_every: _Optional[int] = ...) -> None: ...
 
 class InsertResponse(_message.Message):
-    __slots__ = ("sequence_id", "keys")
+    __slots__ = ("sequence_id", "keys", "keys_per_request")
     SEQUENCE_ID_FIELD_NUMBER: _ClassVar[int]
     KEYS_FIELD_NUMBER: _ClassVar[int]
+    KEYS_PER_REQUEST_FIELD_NUMBER: _ClassVar[int]
     sequence_id: int
     keys: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, sequence_id: _Optional[int] = ..., keys: _Optional[_Iterable[int]] = ...) -> None: ...
+    keys_per_request: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, sequence_id: _Optional[int] = ..., keys: _Optional[_Iterable[int]] = ..., keys_per_request: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class SampleRequest(_message.Message):
     __slots__ = ("table", "batch_size", "num_batches", "timeout_ms")

@@ -54,11 +54,12 @@ def encode_insert_request(
     priorities: Optional[Sequence[float] | np.ndarray] = None,
     timeout_ms: int = 0,
     actor_id: str = "",
+    ack_every: int = 0,
 ) -> bytes:
     """A serialized ``herd.v1.InsertRequest``: the arrays are copied once, into the result."""
     head = string_field(1, table) + uint_field(2, sequence_id)
     tail = (uint_field(4, num_items) + packed_doubles_field(5, priorities) + uint_field(6, timeout_ms)
-            + string_field(7, actor_id))
+            + string_field(7, actor_id) + uint_field(8, ack_every))
     return b"".join([*with_tensor_map(head, 3, items), tail])
 
 
@@ -83,6 +84,7 @@ class InsertRequestView:
     priorities: list[float] = dataclasses.field(default_factory=list)
     timeout_ms: int = 0
     actor_id: str = ""
+    ack_every: int = 0
     arrays: Optional[dict[str, np.ndarray]] = None
     """The validated tensors as read-only arrays (filled by :func:`decode_insert`)."""
 
@@ -155,7 +157,7 @@ def _count(shape: tuple[int, ...]) -> int:
 
 
 def _scalar_field_into(buf: bytes, field: tuple, request: InsertRequestView) -> bool:
-    """Stores one of the fields after the tensor map (num_items, priorities, timeout, actor id); False if not one."""
+    """Stores one of the fields after the tensor map (num_items ... ack_every); False if not one."""
     number, wire_type, a, b = field
     if number == 4 and wire_type == VARINT:
         request.num_items = a & 0xFFFFFFFF
@@ -165,6 +167,8 @@ def _scalar_field_into(buf: bytes, field: tuple, request: InsertRequestView) -> 
         request.timeout_ms = signed(a)
     elif number == 7 and wire_type == LENGTH:
         request.actor_id = text(buf, a, b, "actor_id")
+    elif number == 8 and wire_type == VARINT:
+        request.ack_every = a & 0xFFFFFFFF
     else:
         return False
     return True
@@ -224,7 +228,8 @@ def decode_insert_request(buf: bytes, *, small: Optional[int] = None) -> InsertR
     if len(buf) <= (SMALL_MESSAGE_BYTES if small is None else small):
         message = _parse(replay_pb2.InsertRequest, buf)
         return InsertRequestView(message.table, message.sequence_id, _raw_tensors(message.items),
-                                 message.num_items, list(message.priorities), message.timeout_ms, message.actor_id)
+                                 message.num_items, list(message.priorities), message.timeout_ms, message.actor_id,
+                                 message.ack_every)
     request = InsertRequestView()
     mv = memoryview(buf)
     for field in scan_fields(buf, 0, len(buf), "InsertRequest"):

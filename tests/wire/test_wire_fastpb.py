@@ -42,7 +42,8 @@ def test_message_fields_are_the_ones_this_module_knows():
         return {(f.number, f.name) for f in cls.DESCRIPTOR.fields}
 
     assert fields(replay_pb2.InsertRequest) == {(1, "table"), (2, "sequence_id"), (3, "items"), (4, "num_items"),
-                                                (5, "priorities"), (6, "timeout_ms"), (7, "actor_id")}
+                                                (5, "priorities"), (6, "timeout_ms"), (7, "actor_id"),
+                                                (8, "ack_every")}
     assert fields(replay_pb2.SampleResponse) == {(1, "keys"), (2, "probabilities"), (3, "data"), (4, "table_size")}
     assert fields(tensor_pb2.TensorMap) == {(1, "tensors")}
     assert fields(tensor_pb2.Tensor) == {(1, "dtype"), (2, "shape"), (3, "data")}
@@ -50,10 +51,11 @@ def test_message_fields_are_the_ones_this_module_knows():
 
 def test_insert_request_parses_with_the_generated_class():
     raw = replay_codec.encode_insert_request(table="t", items=ITEMS, num_items=2, sequence_id=2**40,
-                                       priorities=[0.5, 2.0], timeout_ms=-3, actor_id="actor-1")
+                                       priorities=[0.5, 2.0], timeout_ms=-3, actor_id="actor-1", ack_every=4)
     message = replay_pb2.InsertRequest.FromString(raw)
     assert (message.table, message.sequence_id, message.num_items) == ("t", 2**40, 2)
     assert (list(message.priorities), message.timeout_ms, message.actor_id) == ([0.5, 2.0], -3, "actor-1")
+    assert message.ack_every == 4
     assert_same_arrays(decode_map(message.items), ITEMS)
 
 
@@ -71,13 +73,13 @@ def test_sample_response_parses_with_the_generated_class_and_back():
 
 def test_generated_messages_parse_here_and_views_need_no_copy():
     message = replay_pb2.InsertRequest(table="t", sequence_id=7, num_items=2, priorities=[1.0, 3.0],
-                                       timeout_ms=250, actor_id="a")
+                                       timeout_ms=250, actor_id="a", ack_every=3)
     encode_map(ITEMS, out=message.items)
     raw = message.SerializeToString()
     for small in (FORCE_FAST, 1 << 30):
         view = replay_codec.decode_insert_request(raw, small=small)
         assert (view.table, view.sequence_id, view.num_items) == ("t", 7, 2)
-        assert (view.priorities, view.timeout_ms, view.actor_id) == ([1.0, 3.0], 250, "a")
+        assert (view.priorities, view.timeout_ms, view.actor_id, view.ack_every) == ([1.0, 3.0], 250, "a", 3)
         assert_same_arrays({k: t.decode(k) for k, t in view.items.items()}, ITEMS)
     fast = replay_codec.decode_insert_request(raw, small=FORCE_FAST)
     assert isinstance(fast.items["observation"].data, memoryview)  # a slice of `raw`, not a copy

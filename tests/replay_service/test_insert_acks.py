@@ -1,0 +1,196 @@
+"""Cumulative Insert acknowledgements: the server's ack queue, the client's split of keys, and both over gRPC.
+
+One ``InsertResponse`` acknowledges every request of the stream up to its ``sequence_id``;
+``keys_per_request`` says how its keys split. Requests that allow it (``ack_every`` k) are
+acknowledged k at a time, within ``ACK_DELAY_SECONDS``; a request a caller waits on, at once.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+
+import numpy as np
+import pytest
+
+from herd.v1 import replay_pb2
+from herd.wire.codec import encode_map
+from herd.wire.replay_codec import decode_insert
+from herd.wire.status import UnavailableError
+from replay_service import insert_stream, servicer
+from replay_service.client import ReplayClient
+from replay_service.insert_stream import _Pending, _resolve, ack_every_for
+from replay_service.servicer import MAX_ACKS_PER_MESSAGE, _AckQueue, _END, _Stored
+
+
+def stored(seq: int, ack_every: int = 1) -> _Stored:
+    return _Stored(seq, [100 + seq], None, 0, ack_every)  # type: ignore[arg-type]
+
+
+def take_in_thread(acks: _AckQueue, delay: float) -> tuple[threading.Thread, list]:
+    out: list = []
+    thread = threading.Thread(target=lambda: out.append(acks.take(delay)), daemon=True)
+    thread.start()
+    return thread, out
+
+
+# ---------------------------------------------------------------------------- the server's ack queue
+def test_everything_queued_is_acknowledged_together():
+    acks = _AckQueue()
+    for seq in (1, 2, 3):
+        acks.put(stored(seq))
+    taken, end = acks.take(delay=30)
+    assert [s.sequence_id for s in taken] == [1, 2, 3] and end is None
+
+
+def test_ack_every_waits_for_company_and_is_woken_by_the_kth_request():
+    acks = _AckQueue()
+    acks.put(stored(1, ack_every=3))
+    thread, out = take_in_thread(acks, delay=60)  # a missed wake-up would hold it for a minute
+    acks.put(stored(2, ack_every=3))
+    thread.join(0.3)
+    assert thread.is_alive()  # two of three: still waiting
+    acks.put(stored(3, ack_every=3))
+    thread.join(10)
+    assert not thread.is_alive()
+    assert [s.sequence_id for s in out[0][0]] == [1, 2, 3]
+
+
+def test_a_request_someone_waits_on_ends_the_wait():
+    acks = _AckQueue()
+    acks.put(stored(1, ack_every=4))
+    thread, out = take_in_thread(acks, delay=60)
+    acks.put(stored(2, ack_every=1))  # from TableClient.insert: its caller is blocked on it
+    thread.join(10)
+    assert not thread.is_alive()
+    assert [s.sequence_id for s in out[0][0]] == [1, 2]
+
+
+def test_the_wait_is_bounded_by_the_delay():
+    acks = _AckQueue()
+    acks.put(stored(1, ack_every=8))
+    taken, end = acks.take(delay=0.01)
+    assert [s.sequence_id for s in taken] == [1] and end is None
+
+
+def test_an_idle_stream_is_acknowledged_at_once():
+    acks = _AckQueue()
+    acks.put(stored(1, ack_every=4))
+    assert len(acks.take(delay=0.01)[0]) == 1
+    thread, out = take_in_thread(acks, delay=0.01)  # nothing queued: waits for any request after the delay
+    thread.join(0.3)
+    assert thread.is_alive()
+    acks.put(stored(2, ack_every=4))
+    thread.join(10)
+    assert not thread.is_alive() and [s.sequence_id for s in out[0][0]] == [2]
+
+
+@pytest.mark.parametrize("end", [_END, ValueError("bad tensor")])
+def test_the_end_comes_after_the_requests_before_it(end):
+    acks = _AckQueue()
+    acks.put(stored(1, ack_every=4))
+    thread, out = take_in_thread(acks, delay=60)
+    acks.finish(end)
+    thread.join(10)
+    taken, got = out[0]
+    assert [s.sequence_id for s in taken] == [1] and got is end
+    assert acks.take(delay=0) == ([], end)
+
+
+def test_one_message_acknowledges_at_most_the_limit():
+    acks = _AckQueue()
+    for seq in range(1, MAX_ACKS_PER_MESSAGE + 7):
+        acks.put(stored(seq))
+    acks.finish(_END)
+    first, end = acks.take(delay=0)
+    assert len(first) == MAX_ACKS_PER_MESSAGE and end is None  # the end waits for the rest
+    rest, end = acks.take(delay=0)
+    assert [s.sequence_id for s in rest] == list(range(MAX_ACKS_PER_MESSAGE + 1, MAX_ACKS_PER_MESSAGE + 7))
+    assert end is _END
+
+
+def test_the_ack_message_splits_keys_per_request():
+    one = servicer._ack_message([stored(5)])
+    assert (one.sequence_id, list(one.keys), list(one.keys_per_request)) == (5, [105], [])
+    several = servicer._ack_message([_Stored(3, [7, 8], None, 0, 2), _Stored(4, [9], None, 0, 2)])  # type: ignore[arg-type]
+    assert (several.sequence_id, list(several.keys), list(several.keys_per_request)) == (4, [7, 8, 9], [2, 1])
+
+
+# ---------------------------------------------------------------------------- the client's side
+def pending(n: int) -> list[_Pending]:
+    out = []
+    for _ in range(n):
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        future.set_running_or_notify_cancel()
+        out.append(_Pending(b"", future))
+    return out
+
+
+def test_client_gives_each_request_its_keys():
+    acked = pending(3)
+    _resolve(acked, replay_pb2.InsertResponse(sequence_id=9, keys=[1, 2, 3, 4, 5], keys_per_request=[2, 0, 3]), "t")
+    assert [p.future.result(0) for p in acked] == [[1, 2], [], [3, 4, 5]]
+    single = pending(1)
+    _resolve(single, replay_pb2.InsertResponse(sequence_id=1, keys=[6, 7]), "t")  # one request: all keys
+    assert single[0].future.result(0) == [6, 7]
+
+
+@pytest.mark.parametrize("sizes, keys", [([1, 1], [1, 2]), ([1, 1, 1], [1, 2]), ([], [1, 2, 3])])
+def test_client_refuses_an_ack_that_does_not_match_what_is_pending(sizes, keys):
+    acked = pending(3)
+    _resolve(acked, replay_pb2.InsertResponse(sequence_id=3, keys=keys, keys_per_request=sizes), "t")
+    for p in acked:
+        with pytest.raises(UnavailableError, match="protocol mismatch"):
+            p.future.result(0)
+
+
+def test_ack_every_is_a_quarter_of_the_window():
+    assert [ack_every_for(w) for w in (1, 3, 4, 8, 64)] == [1, 1, 1, 2, 16]
+    assert insert_stream.DEFAULT_IN_FLIGHT // 4 == ack_every_for(insert_stream.DEFAULT_IN_FLIGHT)
+
+
+# ---------------------------------------------------------------------------- over gRPC
+def raw_request(seq: int, ack_every: int) -> replay_pb2.InsertRequest:
+    request = replay_pb2.InsertRequest(table="scratch", sequence_id=seq, num_items=1, ack_every=ack_every)
+    encode_map({"id": np.full((3, 1), seq, np.int64), "observation": np.zeros((3, 1, 4), np.float32)},
+               out=request.items)
+    return request
+
+
+def test_a_burst_is_acknowledged_cumulatively_and_every_request_once(stub):
+    n = 64
+    responses = list(stub.Insert(iter([raw_request(seq, ack_every=4) for seq in range(1, n + 1)]), timeout=30))
+    assert len(responses) < n  # fewer messages than requests
+    sizes = [list(r.keys_per_request) or [len(r.keys)] for r in responses]
+    assert sum(len(s) for s in sizes) == n and all(size == 1 for s in sizes for size in s)
+    keys = [k for r in responses for k in r.keys]
+    assert keys == sorted(keys) and len(set(keys)) == n
+    covered = 0
+    for r, s in zip(responses, sizes):  # sequence_id: the last request each message covers
+        covered += len(s)
+        assert r.sequence_id == covered
+
+
+def test_client_sends_ack_every_by_its_window_and_one_for_blocking_inserts(replay_server):
+    sent: list[replay_pb2.InsertRequest] = []
+    with ReplayClient(replay_server.address, max_in_flight=8) as client:
+        table = client.table("scratch")
+        original = table._encoder
+
+        def spy(*args, **kwargs):
+            encode = original(*args, **kwargs)
+
+            def recording(seq: int, ack_every: int) -> bytes:
+                message = encode(seq, ack_every)
+                sent.append(decode_insert(message))
+                return message
+            return recording
+
+        table._encoder = spy  # type: ignore[method-assign]
+        item = {"id": np.zeros((3, 1), np.int64), "observation": np.zeros((3, 1, 4), np.float32)}
+        futures = [table.insert_async(item) for _ in range(40)]
+        keys = [f.result(timeout=10) for f in futures]
+        assert table.insert(item)  # blocking: acknowledged at once
+    assert [r.ack_every for r in sent] == [2] * 40 + [1]
+    flat = [k for ks in keys for k in ks]
+    assert len(set(flat)) == 40 and flat == sorted(flat)
