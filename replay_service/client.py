@@ -31,7 +31,7 @@ from herd.v1 import replay_pb2, replay_pb2_grpc
 from herd.wire.channel import DEFAULT_MAX_MESSAGE_BYTES, make_channel
 from herd.wire.replay_codec import encode_insert_request
 from herd.wire.status import ResourceExhaustedError
-from replay_service.insert_stream import InsertStream
+from replay_service.insert_stream import DEFAULT_IN_FLIGHT_BYTES, InsertStream
 from replay_service.reconnect import CONNECTION_CODES, Backoff, error_from_rpc, status_code
 from replay_service.sample_stream import SampleStream, decode_batch
 
@@ -77,12 +77,14 @@ class ReplayClient:
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         timeout: float = DEFAULT_TIMEOUT,
         max_in_flight: Optional[int] = None,
+        max_in_flight_bytes: int = DEFAULT_IN_FLIGHT_BYTES,
         security: Optional[SecurityOptions] = None,
     ) -> None:
         """``security``: TLS and the token for the channel (``herd.options.SecurityOptions``).
 
         ``max_in_flight``: unacknowledged inserts per table client; ``None``: 8, or the larger
-        window the server advises for durable (``wal``) tables (``replay_service.insert_stream``).
+        window the server advises for durable (``wal``) tables (``replay_service.insert_stream``);
+        ``max_in_flight_bytes`` (32 MiB) bounds their bytes too.
         """
         if not timeout > 0:
             raise ValueError(f"timeout: must be > 0 seconds, got {timeout}")
@@ -90,6 +92,7 @@ class ReplayClient:
         self.max_message_bytes = max_message_bytes
         self.timeout = timeout
         self.max_in_flight = max_in_flight
+        self.max_in_flight_bytes = max_in_flight_bytes
         self._channel = make_channel(address, max_message_bytes=max_message_bytes, security=security)
         self.stub = replay_pb2_grpc.ReplayServiceStub(self._channel)
         # The big messages travel as bytes serialized by herd.wire.replay_codec (one copy out, none in).
@@ -159,7 +162,7 @@ class TableClient:
         self.client = client
         self.stub = client.stub
         self.sample_raw = client.sample_raw
-        self._inserts = InsertStream(client.insert_raw, name, max_in_flight)
+        self._inserts = InsertStream(client.insert_raw, name, max_in_flight, client.max_in_flight_bytes)
 
     # -- TrajectoryWriter ----------------------------------------------------------------
     def insert_async(
@@ -273,20 +276,24 @@ class TableClient:
         *,
         waited_on: bool,
     ) -> "concurrent.futures.Future[list[int]]":
-        return self._inserts.submit(self._encoder(items, priorities, timeout), timeout, waited_on=waited_on)
+        encode, nbytes = self._encoder(items, priorities, timeout)
+        return self._inserts.submit(encode, timeout, waited_on=waited_on, nbytes=nbytes)
 
     def _encoder(
         self,
         items: Mapping[str, np.ndarray],
         priorities: Optional[Sequence[float] | np.ndarray],
         timeout: Optional[float],
-    ) -> Callable[[int, int], bytes]:
-        """Checks ``[T, N, ...]`` items; returns ``(sequence_id, ack_every) -> serialized InsertRequest`` (one copy)."""
+    ) -> tuple[Callable[[int, int], bytes], int]:
+        """Checks ``[T, N, ...]`` items; returns ``(sequence_id, ack_every) -> serialized InsertRequest``
+        (one copy) and about how many bytes that is."""
         if not isinstance(items, abc.Mapping) or not items:
             raise ValueError("items: expected a non-empty mapping field name -> [T, N, ...] array")
         n = None
+        nbytes = 0
         for name, value in items.items():
             shape = np.shape(value)
+            nbytes += getattr(value, "nbytes", 0)  # arrays (what writers send); others are counted at encoding
             if len(shape) < 2:
                 raise ValueError(f"field {name!r}: expected a [T, N, ...] array, got shape {shape}")
             if n is not None and shape[1] != n:
@@ -310,4 +317,4 @@ class TableClient:
                 )
             return message
 
-        return encode
+        return encode, nbytes

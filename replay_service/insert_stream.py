@@ -45,13 +45,17 @@ DEFAULT_IN_FLIGHT = 8
 8 rather than 4: at 4 a stream of 64 KiB items spends a measurable share of its time
 waiting on ack round trips (README, "Replay over gRPC"); 8 hides them at the cost of
 at most 8 requests of client memory held for re-sending."""
+DEFAULT_IN_FLIGHT_BYTES = 32 << 20
+"""Bytes of unacknowledged requests per stream (a window counts requests and bytes, whichever is
+reached first; one request larger than this still goes alone): what a client holds for re-sending."""
 _MAX_ADVISED = 1024
 
 
-def ack_every_for(max_in_flight: int) -> int:
-    """How many requests one ack may cover on a stream of this window: a quarter of it, so the
-    three quarters still unacknowledged keep the stream moving while the ack is on its way."""
-    return max(1, max_in_flight // 4)
+def ack_every_for(window: int, in_flight: int) -> int:
+    """How many requests one ack may cover: half of those in flight once this one is sent (a
+    stream that is not kept busy is acknowledged request by request), at most a quarter of the
+    window, so the three quarters still unacknowledged keep the stream moving while the ack is on its way."""
+    return max(1, min(window // 4, in_flight // 2))
 
 
 @dataclasses.dataclass
@@ -69,9 +73,13 @@ class InsertStream:
     its group commit, so a stream needs more requests in flight to keep the same pace.
     """
 
-    def __init__(self, insert: InsertMethod, table: str, max_in_flight: Optional[int] = None) -> None:
+    def __init__(self, insert: InsertMethod, table: str, max_in_flight: Optional[int] = None,
+                 max_in_flight_bytes: int = DEFAULT_IN_FLIGHT_BYTES) -> None:
         if max_in_flight is not None and max_in_flight < 1:
             raise ValueError(f"max_in_flight: must be >= 1, got {max_in_flight}")
+        if max_in_flight_bytes < 1:
+            raise ValueError(f"max_in_flight_bytes: must be >= 1, got {max_in_flight_bytes}")
+        self.max_in_flight_bytes = max_in_flight_bytes
         self.table = table
         self._advised = max_in_flight is None  # the server may widen the window
         self.max_in_flight = DEFAULT_IN_FLIGHT if max_in_flight is None else max_in_flight
@@ -79,6 +87,7 @@ class InsertStream:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # pending shrank or grew, or closed
         self._pending: dict[int, _Pending] = {}  # sequence id -> request, in send order
+        self._pending_bytes = 0  # their requests' bytes, plus the estimates of those being encoded
         self._next_seq = 1
         self._reserved = 0  # sequence ids handed out whose request is still being encoded
         self._queue: Optional[queue.SimpleQueue] = None  # the open stream's outgoing requests
@@ -91,20 +100,23 @@ class InsertStream:
     # -- caller side ------------------------------------------------------------------
     def submit(
         self, encode: Callable[[int, int], bytes], timeout: Optional[float] = None, *, waited_on: bool = False,
+        nbytes: int = 0,
     ) -> "concurrent.futures.Future[list[int]]":
-        """Sends the request ``encode(sequence_id, ack_every)`` serializes, once fewer than ``max_in_flight`` are unacked.
+        """Sends the request ``encode(sequence_id, ack_every)`` serializes (about ``nbytes`` long) once
+        it fits the window: fewer than ``max_in_flight`` requests and at most ``max_in_flight_bytes``
+        bytes unacknowledged with it (or none at all).
 
         Waits up to ``timeout`` seconds for room (``None``: as long as it takes), else raises
         ``RateLimitTimeout``; ``encode`` runs in the caller's thread, outside the lock. The returned
         future resolves to the keys once the server acknowledged. ``ack_every``: a request nobody
-        is ``waited_on`` lets the server acknowledge it together with the next ones
-        (``ack_every_for``), so a busy stream gets fewer, cumulative acks; else 1 (at once).
+        is ``waited_on`` lets the server acknowledge it together with the next ones on a busy
+        stream (``ack_every_for``), so it reads fewer, cumulative acks; else 1 (at once).
         """
         future: concurrent.futures.Future[list[int]] = concurrent.futures.Future()
         future.set_running_or_notify_cancel()  # the request cannot be taken back once queued
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            while len(self._pending) + self._reserved >= self.max_in_flight and not self._closed:
+            while self._full(nbytes) and not self._closed:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise RateLimitTimeout(
@@ -116,16 +128,21 @@ class InsertStream:
             seq = self._next_seq
             self._next_seq += 1
             self._reserved += 1
-            ack_every = 1 if waited_on else ack_every_for(self.max_in_flight)
+            self._pending_bytes += nbytes
+            window = min(self.max_in_flight, max(1, self.max_in_flight_bytes // max(1, nbytes)))
+            in_flight = len(self._pending) + self._reserved
+            ack_every = 1 if waited_on else ack_every_for(window, in_flight)
         try:
             message = encode(seq, ack_every)
         finally:
             with self._lock:
                 self._reserved -= 1
+                self._pending_bytes -= nbytes
                 self._changed.notify_all()
         with self._lock:
             self._check_open()
             self._pending[seq] = _Pending(message, future)  # dict order = send order (both under the lock)
+            self._pending_bytes += len(message)
             if self._queue is not None:
                 self._queue.put(message)
             self._changed.notify_all()
@@ -133,6 +150,23 @@ class InsertStream:
                 self._thread = threading.Thread(target=self._run, name=f"insert-{self.table}", daemon=True)
                 self._thread.start()
         return future
+
+    def _full(self, nbytes: int) -> bool:
+        """Whether a request of ``nbytes`` must wait for acks first (called with the lock held)."""
+        count = len(self._pending) + self._reserved
+        return count >= self.max_in_flight or (count > 0 and self._pending_bytes + nbytes > self.max_in_flight_bytes)
+
+    def _forget(self, seq: int) -> _Pending:
+        """Removes a request from ``pending`` (acked, failed or given up; called with the lock held)."""
+        pending = self._pending.pop(seq)
+        self._pending_bytes -= len(pending.request)
+        return pending
+
+    def _forget_all(self) -> list[_Pending]:
+        left = list(self._pending.values())
+        for seq in list(self._pending):
+            self._forget(seq)
+        return left
 
     def _check_open(self) -> None:
         if self._closed:
@@ -164,7 +198,7 @@ class InsertStream:
         self.flush(timeout)
         with self._lock:
             self._closed = True
-            left, self._pending = list(self._pending.values()), {}
+            left = self._forget_all()
             if self._queue is not None:
                 self._queue.put(_END)
             call = self._call
@@ -186,7 +220,7 @@ class InsertStream:
                 if self._closed:
                     return
                 for seq in [seq for seq, pending in self._pending.items() if pending.abandoned]:
-                    del self._pending[seq]
+                    self._forget(seq)
                 self._changed.notify_all()
                 if not self._pending:
                     continue
@@ -199,7 +233,7 @@ class InsertStream:
                 except ValueError as e:  # the channel was closed under us: nothing will be acked
                     closed_channel = str(e)
                     self._closed = True
-                    left, self._pending = list(self._pending.values()), {}
+                    left = self._forget_all()
                     self._changed.notify_all()
                 else:
                     closed_channel = ""
@@ -253,7 +287,7 @@ class InsertStream:
             seq = next(iter(self._pending))
             if seq > sequence_id:
                 break
-            acked.append(self._pending.pop(seq))
+            acked.append(self._forget(seq))
         return acked
 
     def _adopt_window(self, call: Iterator[replay_pb2.InsertResponse]) -> None:
@@ -276,7 +310,7 @@ class InsertStream:
             if match is not None:
                 limit = int(match.group(2))
                 culprits = [s for s, p in self._pending.items() if len(p.request) > limit] or culprits
-            failed = [self._pending.pop(seq) for seq in culprits]
+            failed = [self._forget(seq) for seq in culprits]
             self._changed.notify_all()
         exc = error_from_rpc(error, f"insert into {self.table!r}")
         if status_code(error) == grpc.StatusCode.DEADLINE_EXCEEDED:

@@ -53,9 +53,10 @@ ACK_DELAY_SECONDS = 0.001
 """Longest a stored request's ack waits for company when its ``ack_every`` lets it (see ``_AckQueue``)."""
 MAX_ACKS_PER_MESSAGE = 1024
 """Most requests one InsertResponse acknowledges (bounds its size; a window is rarely that wide)."""
-DURABLE_INSERT_WINDOW = 64
-"""The window advised when a table here is durable (wal): its acks wait for the group commit (~one fsync
-interval), so a stream moves at most window requests per interval; 64 covers ~10 ms at ~6,000 requests/s."""
+DURABLE_INSERT_WINDOW = 1024
+"""The window advised when a table here is durable (wal): its acks wait for the group commit (one fsync
+interval plus the fsync, ~10-30 ms), so a stream moves at most a window per commit: 1024 small requests
+keep up with ~40,000 requests/s; big ones are bounded by the client's byte window (32 MiB) instead."""
 _BATCH_OVERHEAD_BYTES = 4096  # proto framing of a SampleResponse besides tensor bytes and per-item fields
 _PER_ITEM_OVERHEAD_BYTES = 24  # one uint64 key + one double probability, with tags
 

@@ -78,6 +78,18 @@ def test_every_record_kind_round_trips() -> None:
     assert parse(wr.to_bytes(wr.sample_record(10, []))).keys == []
 
 
+def test_small_records_are_one_buffer_and_big_ones_keep_their_arrays_uncopied() -> None:
+    small = {"id": np.array([7, 8], np.int64), "observation": np.zeros((2, 3), np.float32)}
+    parts = wr.insert_record(1, 1, 1.0, wr.encode_item(small, SIGNATURE))
+    assert len(parts) == 1 and parse(parts[0]).key == 1  # joined: one buffer for the flusher
+    n = wr.JOIN_BELOW_BYTES // 12 + 1
+    big = {"id": np.arange(n, dtype=np.int64), "observation": np.ones((n, 3), np.float32)}
+    sig = normalize_signature({"id": (np.int64, (n,)), "observation": (np.float32, (n, 3))})
+    parts = wr.insert_record(2, 2, 1.0, wr.encode_item(big, sig))
+    assert len(parts) > 1 and any(np.shares_memory(np.asarray(p), big["observation"]) for p in parts[2:])
+    np.testing.assert_array_equal(wr.item_arrays(parse(wr.to_bytes(parts)), sig)["observation"], big["observation"])
+
+
 def test_crc_mismatch_is_detected_in_payload_meta_and_lengths() -> None:
     item = {"id": np.array([7, 8], np.int64), "observation": np.zeros((2, 3), np.float32)}
     good = wr.to_bytes(wr.insert_record(5, 42, 1.0, wr.encode_item(item, SIGNATURE)))

@@ -13,6 +13,7 @@ import threading
 import numpy as np
 import pytest
 
+from herd.interfaces import RateLimitTimeout
 from herd.v1 import replay_pb2
 from herd.wire.codec import encode_map
 from herd.wire.replay_codec import decode_insert
@@ -144,9 +145,54 @@ def test_client_refuses_an_ack_that_does_not_match_what_is_pending(sizes, keys):
             p.future.result(0)
 
 
-def test_ack_every_is_a_quarter_of_the_window():
-    assert [ack_every_for(w) for w in (1, 3, 4, 8, 64)] == [1, 1, 1, 2, 16]
-    assert insert_stream.DEFAULT_IN_FLIGHT // 4 == ack_every_for(insert_stream.DEFAULT_IN_FLIGHT)
+def test_ack_every_is_half_the_requests_in_flight_at_most_a_quarter_of_the_window():
+    assert [ack_every_for(8, n) for n in (1, 2, 3, 4, 8)] == [1, 1, 1, 2, 2]
+    assert [ack_every_for(w, 1024) for w in (1, 3, 4, 8, 1024)] == [1, 1, 1, 2, 256]
+
+
+class NeverAcks:
+    """An Insert call that takes requests and answers none until cancelled."""
+
+    def __init__(self) -> None:
+        self.cancelled = threading.Event()
+
+    def __call__(self, requests):
+        return self
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        self.cancelled.wait()
+        raise StopIteration
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+
+def test_the_window_counts_bytes_too():
+    stream = insert_stream.InsertStream(NeverAcks(), "t", max_in_flight=100, max_in_flight_bytes=1000)
+    seen = []
+
+    def encode(seq: int, ack_every: int) -> bytes:
+        seen.append(ack_every)
+        return b"x" * 400
+
+    try:
+        stream.submit(encode, nbytes=400)
+        stream.submit(encode, nbytes=400)
+        with pytest.raises(RateLimitTimeout, match="unacknowledged"):
+            stream.submit(encode, timeout=0.2, nbytes=400)  # 1200 > 1000 bytes
+        assert stream.in_flight() == 2
+        assert seen == [1, 1]  # a window of 1000 // 400 = 2 requests: each acked on its own
+    finally:
+        stream.close(timeout=0)
+    alone = insert_stream.InsertStream(NeverAcks(), "t", max_in_flight=100, max_in_flight_bytes=1000)
+    try:
+        alone.submit(lambda seq, ack_every: b"y" * 5000, timeout=0.2, nbytes=5000)  # over the budget, but alone
+        assert alone.in_flight() == 1
+    finally:
+        alone.close(timeout=0)
 
 
 # ---------------------------------------------------------------------------- over gRPC
@@ -178,19 +224,21 @@ def test_client_sends_ack_every_by_its_window_and_one_for_blocking_inserts(repla
         original = table._encoder
 
         def spy(*args, **kwargs):
-            encode = original(*args, **kwargs)
+            encode, nbytes = original(*args, **kwargs)
 
             def recording(seq: int, ack_every: int) -> bytes:
                 message = encode(seq, ack_every)
                 sent.append(decode_insert(message))
                 return message
-            return recording
+            return recording, nbytes
 
         table._encoder = spy  # type: ignore[method-assign]
         item = {"id": np.zeros((3, 1), np.int64), "observation": np.zeros((3, 1, 4), np.float32)}
         futures = [table.insert_async(item) for _ in range(40)]
         keys = [f.result(timeout=10) for f in futures]
         assert table.insert(item)  # blocking: acknowledged at once
-    assert [r.ack_every for r in sent] == [2] * 40 + [1]
+    asked = [r.ack_every for r in sent]
+    assert set(asked[:40]) <= {1, 2} and 2 in asked  # half those in flight, a quarter of 8 at most
+    assert asked[40] == 1
     flat = [k for ks in keys for k in ks]
     assert len(set(flat)) == 40 and flat == sorted(flat)
