@@ -10,13 +10,14 @@ Prints items/s and MB/s (MB = 2**20 bytes), in ONE run, for:
 and the ratio replay / echo for each. Servers run in their own processes (as in a deployment), so
 client and server each have their own interpreter. Run: ``python benchmarks/replay_grpc.py``.
 
-What separates replay from echo (2 cores, both processes CPU-bound): per message, the echo does no
-Python work besides gRPC's own; the replay joins the request from the arrays (one copy; ~6 us for
-one 64 KiB item, the entry headers cached), checks it byte-for-byte against a remembered layout and
-views its tensors in place (~5 us), and ``Table.insert`` checks and indexes the items, keeping the
-received bytes (~12 us for 1 item, ~30 us for 8), plus the futures and locks of the pipelined stream
-on both sides. The table also keeps what it receives (256 items here), so each message lands in
-memory that is not in cache, while the echo reuses one hot buffer. Sampling moves ~2 MiB per
+What separates replay from echo (2 cores, both processes CPU-bound): the echo's server handles
+one message at a time in one thread, so a window wider than a few messages does not help it;
+the replay stores request k+1 while the ack of request k is on its way, acknowledges several
+requests per message (``InsertRequest.ack_every``) and, when requests queue behind a slow send,
+its client packs up to a quarter of the window into one message (``InsertRequest.packed``). Per
+request it does Python work the echo does not (joining the request from the arrays, checking it
+against a remembered layout, ``Table.insert``: ~25 us for one 64 KiB item), and the table keeps
+what it receives (256 items here) where the echo reuses one hot buffer. Sampling moves ~2 MiB per
 message, so the fixed Python costs matter less there.
 """
 
@@ -42,6 +43,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 import grpc  # noqa: E402
 
 from herd.wire.channel import make_channel, server_options  # noqa: E402
+from replay_service.insert_stream import DEFAULT_IN_FLIGHT  # noqa: E402
 
 ITEM_BYTES = 64 * 1024
 ECHO_SERVICE = "bench.Echo"
@@ -208,8 +210,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=0.6, help="duration of each phase in each round")
     parser.add_argument("--rounds", type=int, default=4, help="echo and replay phases alternate this often; medians")
     parser.add_argument("--unroll", type=int, default=21, help="T + 1, steps per item")
-    parser.add_argument("--in-flight", type=int, default=8,
-                        help="unacknowledged inserts per stream (8 = ReplayClient's default window)")
+    parser.add_argument("--in-flight", type=int, default=DEFAULT_IN_FLIGHT,
+                        help=f"unacknowledged messages per stream, echo and replay alike "
+                             f"(default {DEFAULT_IN_FLIGHT}: ReplayClient's default window)")
     parser.add_argument("--batch", type=int, default=32, help="B, items per sampled batch")
     args = parser.parse_args()
     one, eight = make_items(args.unroll, 1), make_items(args.unroll, 8)

@@ -15,7 +15,7 @@ within the client's byte window (32 MiB), the same window against every mode: by
 a client takes against a wal server (``DURABLE_INSERT_WINDOW``, 1024 requests). A wal ack waits for
 its group commit (~one interval plus the fsync), so a stream moves at most a window per commit: with
 8 in flight the wal rows measure the window, not the log. ``--in-flight 0`` uses each client's
-default (8 against none/checkpoint, 1024 against wal).
+default (32 against none/checkpoint, 1024 against wal).
 Target (issue 5): wal at most 30% slower than none with a 10 ms interval.
 Run: ``python benchmarks/replay_wal.py [--seconds 5]``.
 """
@@ -116,7 +116,7 @@ def insert_rate(address: str, name: str, items: dict[str, np.ndarray], writers: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per case and round")
-    parser.add_argument("--rounds", type=int, default=3,
+    parser.add_argument("--rounds", type=int, default=5,
                         help="rounds per case, each starting with another mode (the median is printed)")
     parser.add_argument("--writers", type=int, default=2, help="client threads, one insert stream each")
     parser.add_argument("--in-flight", type=int, default=DURABLE_INSERT_WINDOW,

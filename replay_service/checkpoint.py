@@ -45,7 +45,7 @@ def write(path: PathLike, header: Mapping[str, Any], arrays: Mapping[str, np.nda
     checksums = {name: _crc(array) for name, array in arrays.items()}
     full = {"format": FORMAT, "format_version": FORMAT_VERSION, **header, "checksums": checksums}
     header_bytes = np.frombuffer(json.dumps(full).encode("utf-8"), dtype=np.uint8)
-    with atomic_write(os.fspath(path)) as f:
+    with atomic_write(os.fspath(path), uncached=True) as f:  # read back only after a restart
         np.savez(f, allow_pickle=False, header=header_bytes, **arrays)
 
 

@@ -82,7 +82,7 @@ class ReplayClient:
     ) -> None:
         """``security``: TLS and the token for the channel (``herd.options.SecurityOptions``).
 
-        ``max_in_flight``: unacknowledged inserts per table client; ``None``: 8, or the larger
+        ``max_in_flight``: unacknowledged inserts per table client; ``None``: 32, or the larger
         window the server advises for durable (``wal``) tables (``replay_service.insert_stream``);
         ``max_in_flight_bytes`` (32 MiB) bounds their bytes too.
         """

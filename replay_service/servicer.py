@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 import time
 from typing import Collection, Iterator, Mapping, NamedTuple, Optional, Union
@@ -29,6 +28,8 @@ import numpy as np
 from herd.interfaces import RateLimitTimeout, SampledBatch
 from herd.v1 import replay_pb2, replay_pb2_grpc
 from herd.wire.channel import DEFAULT_MAX_MESSAGE_BYTES
+from herd.wire.codec import WireError
+from herd.wire.fastpb import LENGTH, scan_fields
 from herd.wire.replay_codec import InsertRequestView, decode_insert, encode_sample_response
 from herd.wire.status import FailedPreconditionError, NotFoundError, ResourceExhaustedError, UnavailableError
 from herd.wire.status import rpc_errors
@@ -47,6 +48,8 @@ MAX_BATCH_SIZE = 100_000
 """Largest ``batch_size`` a Sample call may ask for (RESOURCE_EXHAUSTED above)."""
 INSERTED_KEYS_METADATA = "herd-inserted-keys"
 """Trailing metadata of an Insert that timed out part-way: comma-separated keys that did get in."""
+PACKED_INSERTS_METADATA = "herd-insert-packed"
+"""Initial metadata of an Insert stream: "1" when the server unpacks ``InsertRequest.packed``."""
 INSERT_WINDOW_METADATA = "herd-insert-window"
 """Initial metadata of an Insert stream: how many unacknowledged requests a client should allow."""
 ACK_DELAY_SECONDS = 0.001
@@ -116,8 +119,10 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
         # ack_every allows it get one ack per ack_every requests (ACK_DELAY_SECONDS at most).
         acks = _AckQueue()
         with self._streams.track(context):
+            metadata = [(PACKED_INSERTS_METADATA, "1")]  # the client may pack queued requests (InsertRequest.packed)
             if self._insert_window:  # clients with the default window widen it (replay_service.insert_stream)
-                context.send_initial_metadata(((INSERT_WINDOW_METADATA, str(self._insert_window)),))
+                metadata.append((INSERT_WINDOW_METADATA, str(self._insert_window)))
+            context.send_initial_metadata(tuple(metadata))
             reader = threading.Thread(target=self._read_inserts, args=(request_iterator, context, acks),
                                       name="insert-reader", daemon=True)
             reader.start()
@@ -139,11 +144,12 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
         """The reader of one Insert stream: stores each request's items, queues its ack (or the error)."""
         try:
             for message in requests:
-                self._streams.received(context)
-                request = _insert_view(message)
-                keys = self._insert(request, context)
-                table = self._tables[request.table]
-                acks.put(_Stored(request.sequence_id, keys, table, table.log_position, request.ack_every))
+                for part in _unpacked(message):
+                    self._streams.received(context)
+                    request = _insert_view(part)
+                    keys = self._insert(request, context)
+                    table = self._tables[request.table]
+                    acks.put(_Stored(request.sequence_id, keys, table, table.log_position, request.ack_every))
             acks.finish(_END)
         except BaseException as e:  # noqa: BLE001 - raised again by the handler thread, after earlier acks
             acks.finish(e)
@@ -407,6 +413,22 @@ def _ack_message(stored: list[_Stored]) -> replay_pb2.InsertResponse:
         keys=[key for s in stored for key in s.keys],
         keys_per_request=[len(s.keys) for s in stored],
     )
+
+
+def _unpacked(message: Union[bytes, replay_pb2.InsertRequest]) -> list[Union[bytes, replay_pb2.InsertRequest]]:
+    """The requests one Insert message carries: itself, or those packed in it (``InsertRequest.packed``),
+    each copied out of it (the table keeps what it stores, and a request of its own is the unit it keeps)."""
+    if not isinstance(message, bytes) or not message or message[0] != _PACKED_KEY:
+        return [message]  # a message that is not packed, or packed after other fields: decode_insert refuses it
+    parts = []
+    for number, wire_type, start, stop in scan_fields(message, 0, len(message), "InsertRequest"):
+        if number != 9 or wire_type != LENGTH:
+            raise WireError(f"packed: a message of packed requests holds nothing else (found field {number})")
+        parts.append(message[start:stop])
+    return parts
+
+
+_PACKED_KEY = (9 << 3) | LENGTH  # the first byte of a message of packed requests
 
 
 def _insert_view(message: Union[bytes, replay_pb2.InsertRequest]) -> InsertRequestView:

@@ -30,7 +30,7 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
-from herd.fsutil import fsync_dir
+from herd.fsutil import drop_cached, fsync_dir
 from replay_service import wal_records as wr
 from replay_service.checkpoint import signature_from_json, signature_to_json
 from replay_service.signature import Signature, normalize_signature
@@ -248,11 +248,11 @@ class WriteAheadLog:
                 for old, rest in retired:
                     written += _write_all(old, rest)
                     os.fsync(old)
-                    _drop_cached(old)
+                    drop_cached(old)
                     os.close(old)
                 written += _write_all(fd, queued)
                 os.fsync(fd)
-                _drop_cached(fd)
+                drop_cached(fd)
                 if dir_dirty:
                     fsync_dir(self.directory)
             except OSError as e:  # a torn record may be on disk, the page cache state is unknown: stop for good
@@ -272,14 +272,6 @@ class WriteAheadLog:
 
 
 _IOV_MAX = 1024
-
-
-def _drop_cached(fd: int) -> None:
-    """Lets the kernel drop a segment's synced pages from the page cache: the log is read only on
-    recovery, so caching it only pushes useful pages out, and a log that grows into memory never
-    used before pays for every new page (10x the cost of the write itself on a VM; README, "Durability")."""
-    if hasattr(os, "posix_fadvise"):
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 def _write_all(fd: int, parts: Sequence[Any]) -> int:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from herd.v1 import tensor_pb2 as herd_dot_v1_dot_tensor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14herd/v1/replay.proto\x12\x07herd.v1\x1a\x14herd/v1/tensor.proto\"\xb6\x01\n\rInsertRequest\x12\r\n\x05table\x18\x01 \x01(\t\x12\x13\n\x0bsequence_id\x18\x02 \x01(\x04\x12!\n\x05items\x18\x03 \x01(\x0b\x32\x12.herd.v1.TensorMap\x12\x11\n\tnum_items\x18\x04 \x01(\r\x12\x12\n\npriorities\x18\x05 \x03(\x01\x12\x12\n\ntimeout_ms\x18\x06 \x01(\x03\x12\x10\n\x08\x61\x63tor_id\x18\x07 \x01(\t\x12\x11\n\tack_every\x18\x08 \x01(\r\"M\n\x0eInsertResponse\x12\x13\n\x0bsequence_id\x18\x01 \x01(\x04\x12\x0c\n\x04keys\x18\x02 \x03(\x04\x12\x18\n\x10keys_per_request\x18\x03 \x03(\r\"[\n\rSampleRequest\x12\r\n\x05table\x18\x01 \x01(\t\x12\x12\n\nbatch_size\x18\x02 \x01(\r\x12\x13\n\x0bnum_batches\x18\x03 \x01(\x04\x12\x12\n\ntimeout_ms\x18\x04 \x01(\x03\"k\n\x0eSampleResponse\x12\x0c\n\x04keys\x18\x01 \x03(\x04\x12\x15\n\rprobabilities\x18\x02 \x03(\x01\x12 \n\x04\x64\x61ta\x18\x03 \x01(\x0b\x32\x12.herd.v1.TensorMap\x12\x12\n\ntable_size\x18\x04 \x01(\x04\"J\n\x17UpdatePrioritiesRequest\x12\r\n\x05table\x18\x01 \x01(\t\x12\x0c\n\x04keys\x18\x02 \x03(\x04\x12\x12\n\npriorities\x18\x03 \x03(\x01\"/\n\x18UpdatePrioritiesResponse\x12\x13\n\x0bnum_updated\x18\x01 \x01(\x04\"\x1d\n\x0bInfoRequest\x12\x0e\n\x06tables\x18\x01 \x03(\t\"2\n\x0cInfoResponse\x12\"\n\x06tables\x18\x01 \x03(\x0b\x32\x12.herd.v1.TableInfo\"\x80\x02\n\tTableInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x10\n\x08max_size\x18\x03 \x01(\x04\x12\x19\n\x11max_times_sampled\x18\x04 \x01(\r\x12\x13\n\x0bnum_inserts\x18\x05 \x01(\x04\x12\x13\n\x0bnum_samples\x18\x06 \x01(\x04\x12\x13\n\x0bnum_deletes\x18\x07 \x01(\x04\x12\x0f\n\x07sampler\x18\x08 \x01(\t\x12\x0f\n\x07remover\x18\t \x01(\t\x12\x19\n\x11priority_exponent\x18\n \x01(\x01\x12.\n\x0crate_limiter\x18\x0b \x01(\x0b\x32\x18.herd.v1.RateLimiterInfo\"\xa3\x02\n\x0fRateLimiterInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1a\n\x12samples_per_insert\x18\x02 \x01(\x01\x12\x1a\n\x12min_size_to_sample\x18\x03 \x01(\x04\x12\x10\n\x08min_diff\x18\x04 \x01(\x01\x12\x10\n\x08max_diff\x18\x05 \x01(\x01\x12\x0c\n\x04\x64iff\x18\x06 \x01(\x01\x12\x12\n\ncan_insert\x18\x07 \x01(\x08\x12\x12\n\ncan_sample\x18\x08 \x01(\x08\x12\x17\n\x0f\x62locked_inserts\x18\t \x01(\r\x12\x17\n\x0f\x62locked_samples\x18\n \x01(\r\x12\x1e\n\x16insert_blocked_seconds\x18\x0b \x01(\x01\x12\x1e\n\x16sample_blocked_seconds\x18\x0c \x01(\x01\"\x13\n\x11\x43heckpointRequest\"\"\n\x12\x43heckpointResponse\x12\x0c\n\x04path\x18\x01 \x01(\t2\xe0\x02\n\rReplayService\x12=\n\x06Insert\x12\x16.herd.v1.InsertRequest\x1a\x17.herd.v1.InsertResponse(\x01\x30\x01\x12;\n\x06Sample\x12\x16.herd.v1.SampleRequest\x1a\x17.herd.v1.SampleResponse0\x01\x12W\n\x10UpdatePriorities\x12 .herd.v1.UpdatePrioritiesRequest\x1a!.herd.v1.UpdatePrioritiesResponse\x12\x33\n\x04Info\x12\x14.herd.v1.InfoRequest\x1a\x15.herd.v1.InfoResponse\x12\x45\n\nCheckpoint\x12\x1a.herd.v1.CheckpointRequest\x1a\x1b.herd.v1.CheckpointResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14herd/v1/replay.proto\x12\x07herd.v1\x1a\x14herd/v1/tensor.proto\"\xc6\x01\n\rInsertRequest\x12\r\n\x05table\x18\x01 \x01(\t\x12\x13\n\x0bsequence_id\x18\x02 \x01(\x04\x12!\n\x05items\x18\x03 \x01(\x0b\x32\x12.herd.v1.TensorMap\x12\x11\n\tnum_items\x18\x04 \x01(\r\x12\x12\n\npriorities\x18\x05 \x03(\x01\x12\x12\n\ntimeout_ms\x18\x06 \x01(\x03\x12\x10\n\x08\x61\x63tor_id\x18\x07 \x01(\t\x12\x11\n\tack_every\x18\x08 \x01(\r\x12\x0e\n\x06packed\x18\t \x03(\x0c\"M\n\x0eInsertResponse\x12\x13\n\x0bsequence_id\x18\x01 \x01(\x04\x12\x0c\n\x04keys\x18\x02 \x03(\x04\x12\x18\n\x10keys_per_request\x18\x03 \x03(\r\"[\n\rSampleRequest\x12\r\n\x05table\x18\x01 \x01(\t\x12\x12\n\nbatch_size\x18\x02 \x01(\r\x12\x13\n\x0bnum_batches\x18\x03 \x01(\x04\x12\x12\n\ntimeout_ms\x18\x04 \x01(\x03\"k\n\x0eSampleResponse\x12\x0c\n\x04keys\x18\x01 \x03(\x04\x12\x15\n\rprobabilities\x18\x02 \x03(\x01\x12 \n\x04\x64\x61ta\x18\x03 \x01(\x0b\x32\x12.herd.v1.TensorMap\x12\x12\n\ntable_size\x18\x04 \x01(\x04\"J\n\x17UpdatePrioritiesRequest\x12\r\n\x05table\x18\x01 \x01(\t\x12\x0c\n\x04keys\x18\x02 \x03(\x04\x12\x12\n\npriorities\x18\x03 \x03(\x01\"/\n\x18UpdatePrioritiesResponse\x12\x13\n\x0bnum_updated\x18\x01 \x01(\x04\"\x1d\n\x0bInfoRequest\x12\x0e\n\x06tables\x18\x01 \x03(\t\"2\n\x0cInfoResponse\x12\"\n\x06tables\x18\x01 \x03(\x0b\x32\x12.herd.v1.TableInfo\"\x80\x02\n\tTableInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x10\n\x08max_size\x18\x03 \x01(\x04\x12\x19\n\x11max_times_sampled\x18\x04 \x01(\r\x12\x13\n\x0bnum_inserts\x18\x05 \x01(\x04\x12\x13\n\x0bnum_samples\x18\x06 \x01(\x04\x12\x13\n\x0bnum_deletes\x18\x07 \x01(\x04\x12\x0f\n\x07sampler\x18\x08 \x01(\t\x12\x0f\n\x07remover\x18\t \x01(\t\x12\x19\n\x11priority_exponent\x18\n \x01(\x01\x12.\n\x0crate_limiter\x18\x0b \x01(\x0b\x32\x18.herd.v1.RateLimiterInfo\"\xa3\x02\n\x0fRateLimiterInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1a\n\x12samples_per_insert\x18\x02 \x01(\x01\x12\x1a\n\x12min_size_to_sample\x18\x03 \x01(\x04\x12\x10\n\x08min_diff\x18\x04 \x01(\x01\x12\x10\n\x08max_diff\x18\x05 \x01(\x01\x12\x0c\n\x04\x64iff\x18\x06 \x01(\x01\x12\x12\n\ncan_insert\x18\x07 \x01(\x08\x12\x12\n\ncan_sample\x18\x08 \x01(\x08\x12\x17\n\x0f\x62locked_inserts\x18\t \x01(\r\x12\x17\n\x0f\x62locked_samples\x18\n \x01(\r\x12\x1e\n\x16insert_blocked_seconds\x18\x0b \x01(\x01\x12\x1e\n\x16sample_blocked_seconds\x18\x0c \x01(\x01\"\x13\n\x11\x43heckpointRequest\"\"\n\x12\x43heckpointResponse\x12\x0c\n\x04path\x18\x01 \x01(\t2\xe0\x02\n\rReplayService\x12=\n\x06Insert\x12\x16.herd.v1.InsertRequest\x1a\x17.herd.v1.InsertResponse(\x01\x30\x01\x12;\n\x06Sample\x12\x16.herd.v1.SampleRequest\x1a\x17.herd.v1.SampleResponse0\x01\x12W\n\x10UpdatePriorities\x12 .herd.v1.UpdatePrioritiesRequest\x1a!.herd.v1.UpdatePrioritiesResponse\x12\x33\n\x04Info\x12\x14.herd.v1.InfoRequest\x1a\x15.herd.v1.InfoResponse\x12\x45\n\nCheckpoint\x12\x1a.herd.v1.CheckpointRequest\x1a\x1b.herd.v1.CheckpointResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,29 +33,29 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'herd.v1.replay_pb2', _globa
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_INSERTREQUEST']._serialized_start=56
-  _globals['_INSERTREQUEST']._serialized_end=238
-  _globals['_INSERTRESPONSE']._serialized_start=240
-  _globals['_INSERTRESPONSE']._serialized_end=317
-  _globals['_SAMPLEREQUEST']._serialized_start=319
-  _globals['_SAMPLEREQUEST']._serialized_end=410
-  _globals['_SAMPLERESPONSE']._serialized_start=412
-  _globals['_SAMPLERESPONSE']._serialized_end=519
-  _globals['_UPDATEPRIORITIESREQUEST']._serialized_start=521
-  _globals['_UPDATEPRIORITIESREQUEST']._serialized_end=595
-  _globals['_UPDATEPRIORITIESRESPONSE']._serialized_start=597
-  _globals['_UPDATEPRIORITIESRESPONSE']._serialized_end=644
-  _globals['_INFOREQUEST']._serialized_start=646
-  _globals['_INFOREQUEST']._serialized_end=675
-  _globals['_INFORESPONSE']._serialized_start=677
-  _globals['_INFORESPONSE']._serialized_end=727
-  _globals['_TABLEINFO']._serialized_start=730
-  _globals['_TABLEINFO']._serialized_end=986
-  _globals['_RATELIMITERINFO']._serialized_start=989
-  _globals['_RATELIMITERINFO']._serialized_end=1280
-  _globals['_CHECKPOINTREQUEST']._serialized_start=1282
-  _globals['_CHECKPOINTREQUEST']._serialized_end=1301
-  _globals['_CHECKPOINTRESPONSE']._serialized_start=1303
-  _globals['_CHECKPOINTRESPONSE']._serialized_end=1337
-  _globals['_REPLAYSERVICE']._serialized_start=1340
-  _globals['_REPLAYSERVICE']._serialized_end=1692
+  _globals['_INSERTREQUEST']._serialized_end=254
+  _globals['_INSERTRESPONSE']._serialized_start=256
+  _globals['_INSERTRESPONSE']._serialized_end=333
+  _globals['_SAMPLEREQUEST']._serialized_start=335
+  _globals['_SAMPLEREQUEST']._serialized_end=426
+  _globals['_SAMPLERESPONSE']._serialized_start=428
+  _globals['_SAMPLERESPONSE']._serialized_end=535
+  _globals['_UPDATEPRIORITIESREQUEST']._serialized_start=537
+  _globals['_UPDATEPRIORITIESREQUEST']._serialized_end=611
+  _globals['_UPDATEPRIORITIESRESPONSE']._serialized_start=613
+  _globals['_UPDATEPRIORITIESRESPONSE']._serialized_end=660
+  _globals['_INFOREQUEST']._serialized_start=662
+  _globals['_INFOREQUEST']._serialized_end=691
+  _globals['_INFORESPONSE']._serialized_start=693
+  _globals['_INFORESPONSE']._serialized_end=743
+  _globals['_TABLEINFO']._serialized_start=746
+  _globals['_TABLEINFO']._serialized_end=1002
+  _globals['_RATELIMITERINFO']._serialized_start=1005
+  _globals['_RATELIMITERINFO']._serialized_end=1296
+  _globals['_CHECKPOINTREQUEST']._serialized_start=1298
+  _globals['_CHECKPOINTREQUEST']._serialized_end=1317
+  _globals['_CHECKPOINTRESPONSE']._serialized_start=1319
+  _globals['_CHECKPOINTRESPONSE']._serialized_end=1353
+  _globals['_REPLAYSERVICE']._serialized_start=1356
+  _globals['_REPLAYSERVICE']._serialized_end=1708
 # @@protoc_insertion_point(module_scope)

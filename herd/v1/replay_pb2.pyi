@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class InsertRequest(_message.Message):
-    __slots__ = ("table", "sequence_id", "items", "num_items", "priorities", "timeout_ms", "actor_id", "ack_every")
+    __slots__ = ("table", "sequence_id", "items", "num_items", "priorities", "timeout_ms", "actor_id", "ack_every", "packed")
     TABLE_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_ID_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
@@ -17,6 +17,7 @@ class InsertRequest(_message.Message):
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
     ACK_EVERY_FIELD_NUMBER: _ClassVar[int]
+    PACKED_FIELD_NUMBER: _ClassVar[int]
     table: str
     sequence_id: int
     items: _tensor_pb2.TensorMap
@@ -25,7 +26,8 @@ class InsertRequest(_message.Message):
     timeout_ms: int
     actor_id: str
     ack_every: int
-    def __init__(self, table: _Optional[str] = ..., sequence_id: _Optional[int] = ..., items: _Optional[_Union[_tensor_pb2.TensorMap, _Mapping]] = ..., num_items: _Optional[int] = ..., priorities: _Optional[_Iterable[float]] = ..., timeout_ms: _Optional[int] = ..., actor_id: _Optional[str] = ..., ack_every: _Optional[int] = ...) -> None: ...
+    packed: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, table: _Optional[str] = ..., sequence_id: _Optional[int] = ..., items: _Optional[_Union[_tensor_pb2.TensorMap, _Mapping]] = ..., num_items: _Optional[int] = ..., priorities: _Optional[_Iterable[float]] = ..., timeout_ms: _Optional[int] = ..., actor_id: _Optional[str] = ..., ack_every: _Optional[int] = ..., packed: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class InsertResponse(_message.Message):
     __slots__ = ("sequence_id", "keys", "keys_per_request")

@@ -73,7 +73,7 @@ def _key(field: int, wire_type: int) -> bytes:
     return _varint((field << 3) | wire_type)
 
 
-def _length_delimited(field: int, payload_length: int) -> bytes:
+def length_delimited(field: int, payload_length: int) -> bytes:
     return _key(field, LENGTH) + _varint(payload_length)
 
 
@@ -151,7 +151,7 @@ def with_tensor_map(head: bytes, field: int, mapping: Mapping[str, ArrayLike]) -
 
 def string_field(field: int, value: str) -> bytes:
     raw = value.encode("utf-8")
-    return _length_delimited(field, len(raw)) + raw if raw else b""
+    return length_delimited(field, len(raw)) + raw if raw else b""
 
 
 def uint_field(field: int, value: int) -> bytes:
@@ -162,14 +162,14 @@ def packed_doubles_field(field: int, values: Optional[Sequence[float] | np.ndarr
     if values is None or len(values) == 0:
         return b""
     raw = np.asarray(values, dtype="<f8").tobytes()
-    return _length_delimited(field, len(raw)) + raw
+    return length_delimited(field, len(raw)) + raw
 
 
 def packed_varints_field(field: int, values: Sequence[int] | np.ndarray) -> bytes:
     if len(values) == 0:
         return b""
     raw = b"".join(_varint(int(v)) for v in values)
-    return _length_delimited(field, len(raw)) + raw
+    return length_delimited(field, len(raw)) + raw
 
 
 # ---------------------------------------------------------------------------- reading

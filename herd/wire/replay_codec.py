@@ -169,6 +169,8 @@ def _scalar_field_into(buf: bytes, field: tuple, request: InsertRequestView) -> 
         request.actor_id = text(buf, a, b, "actor_id")
     elif number == 8 and wire_type == VARINT:
         request.ack_every = a & 0xFFFFFFFF
+    elif number == 9:
+        raise WireError("packed: requests may be packed only alone in a message of their own, never nested")
     else:
         return False
     return True
@@ -227,6 +229,8 @@ def decode_insert_request(buf: bytes, *, small: Optional[int] = None) -> InsertR
     (default ``SMALL_MESSAGE_BYTES``) bytes."""
     if len(buf) <= (SMALL_MESSAGE_BYTES if small is None else small):
         message = _parse(replay_pb2.InsertRequest, buf)
+        if message.packed:
+            raise WireError("packed: requests may be packed only alone in a message of their own, never nested")
         return InsertRequestView(message.table, message.sequence_id, _raw_tensors(message.items),
                                  message.num_items, list(message.priorities), message.timeout_ms, message.actor_id,
                                  message.ack_every)

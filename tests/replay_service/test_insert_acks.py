@@ -242,3 +242,82 @@ def test_client_sends_ack_every_by_its_window_and_one_for_blocking_inserts(repla
     assert asked[40] == 1
     flat = [k for ks in keys for k in ks]
     assert len(set(flat)) == 40 and flat == sorted(flat)
+
+
+# ---------------------------------------------------------------------------- packed requests
+def drain(stream: insert_stream.InsertStream, requests: list[bytes]) -> list[bytes]:
+    import queue
+
+    q: queue.SimpleQueue = queue.SimpleQueue()
+    for r in requests:
+        q.put(r)
+    q.put(insert_stream._END)
+    return list(stream._messages(q))
+
+
+def test_queued_requests_are_packed_a_quarter_of_the_window_at_a_time():
+    stream = insert_stream.InsertStream(NeverAcks(), "t", max_in_flight=16)
+    requests = [raw_request(seq, 1).SerializeToString() for seq in range(1, 11)]
+    assert drain(stream, requests) == requests  # the server has not said it unpacks: one message each
+    stream.pack_bytes = insert_stream.PACK_BYTES
+    messages = drain(stream, requests)
+    assert len(messages) == 3  # 4 + 4 + 2 (a quarter of 16 per message)
+    unpacked = [list(replay_pb2.InsertRequest.FromString(m).packed) for m in messages]
+    assert unpacked == [requests[0:4], requests[4:8], requests[8:10]]
+    assert [len(servicer._unpacked(m)) for m in messages] == [4, 4, 2]
+    assert [p for m in messages for p in servicer._unpacked(m)] == requests
+
+
+def test_packing_respects_the_byte_limit_and_sends_a_big_request_alone():
+    stream = insert_stream.InsertStream(NeverAcks(), "t", max_in_flight=64)
+    stream.pack_bytes = 1000
+    small, big = b"\x0a\x01t" + b"s" * 297, b"\x0a\x01t" + b"b" * 1997  # 300 and 2000 bytes
+    messages = drain(stream, [small, small, small, small, big, small])
+    assert [len(servicer._unpacked(m)) for m in messages] == [3, 1, 1, 1]
+    assert messages[2] == big and messages[1] == small and messages[3] == small
+
+
+class TooLarge(Exception):
+    def code(self):
+        import grpc
+
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def details(self):
+        return "Received message larger than max (2000000 vs. 1048576)"
+
+
+def test_a_packed_message_too_big_for_the_server_turns_packing_off_and_fails_nobody():
+    stream = insert_stream.InsertStream(NeverAcks(), "t", max_in_flight=64)
+    stream.pack_bytes = insert_stream.PACK_BYTES
+    try:
+        futures = [stream.submit(lambda seq, ack_every: b"x" * 600_000, nbytes=600_000) for _ in range(2)]
+        stream._fail_culprits(TooLarge())  # type: ignore[arg-type]
+        assert stream.pack_bytes == 0 and not stream._packing_allowed
+        assert stream.in_flight() == 2 and not any(f.done() for f in futures)  # re-sent one per message
+    finally:
+        stream.close(timeout=0)
+
+
+def test_the_server_unpacks_and_acknowledges_each_packed_request(stub):
+    requests = [raw_request(seq, 1).SerializeToString() for seq in range(1, 6)]
+    packed = replay_pb2.InsertRequest(packed=requests)
+    responses = list(stub.Insert(iter([packed]), timeout=30))
+    assert sum(len(r.keys_per_request) or 1 for r in responses) == 5
+    assert responses[-1].sequence_id == 5 and len({k for r in responses for k in r.keys}) == 5
+
+
+@pytest.mark.parametrize("message", [
+    replay_pb2.InsertRequest(packed=[raw_request(1, 1).SerializeToString()], table="scratch"),  # not alone
+    replay_pb2.InsertRequest(packed=[replay_pb2.InsertRequest(packed=[raw_request(1, 1).SerializeToString()])
+                                     .SerializeToString()]),  # nested
+    replay_pb2.InsertRequest(packed=[b"\xff\xff"]),  # garbage inside
+], ids=["with other fields", "nested", "garbage"])
+def test_bad_packing_is_invalid_argument_and_the_server_serves_on(stub, message):
+    import grpc
+
+    with pytest.raises(grpc.RpcError) as e:
+        list(stub.Insert(iter([message]), timeout=30))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value.details()
+    assert "packed" in e.value.details() or "InsertRequest" in e.value.details()
+    assert len(list(stub.Insert(iter([raw_request(7, 1)]), timeout=30))) == 1

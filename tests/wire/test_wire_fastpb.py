@@ -43,7 +43,7 @@ def test_message_fields_are_the_ones_this_module_knows():
 
     assert fields(replay_pb2.InsertRequest) == {(1, "table"), (2, "sequence_id"), (3, "items"), (4, "num_items"),
                                                 (5, "priorities"), (6, "timeout_ms"), (7, "actor_id"),
-                                                (8, "ack_every")}
+                                                (8, "ack_every"), (9, "packed")}
     assert fields(replay_pb2.SampleResponse) == {(1, "keys"), (2, "probabilities"), (3, "data"), (4, "table_size")}
     assert fields(tensor_pb2.TensorMap) == {(1, "tensors")}
     assert fields(tensor_pb2.Tensor) == {(1, "dtype"), (2, "shape"), (3, "data")}
