@@ -269,6 +269,7 @@ class InsertStream:
                 for pending in self._pending.values():  # re-send, in order, what was never acked
                     requests.put(pending.request)
                 self._queue = requests
+                self.pack_bytes = 0  # until this stream's server says it unpacks (it may be another version)
                 try:
                     self._call = call = self._insert(self._messages(requests))
                 except ValueError as e:  # the channel was closed under us: nothing will be acked

@@ -340,9 +340,10 @@ class LogReader:
         with open(path, "rb") as f:
             offset = 0
             magic = f.read(len(wr.MAGIC))
-            if magic != wr.MAGIC:
+            summed = wr.MAGICS.get(magic)
+            if summed is None:
                 self._stop(path, 0, "no segment magic" if magic else "empty segment",
-                           truncated=wr.MAGIC.startswith(magic))
+                           truncated=any(m.startswith(magic) for m in wr.MAGICS))
                 return
             offset = len(wr.MAGIC)
             expected = None  # lsn of the next record; set by the header
@@ -366,7 +367,7 @@ class LogReader:
                     self._stop(path, offset, "torn record at the end of the file", truncated=True)
                     return
                 try:
-                    record = wr.decode(meta, payload, crc)
+                    record = wr.decode(meta, payload, crc, summed)
                     if expected is None:
                         expected = self._header(record, first)
                     elif record.kind is wr.Kind.HEADER or record.lsn != expected:

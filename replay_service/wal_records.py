@@ -1,4 +1,4 @@
-"""The replay write-ahead log's on-disk records: framing, CRC32, encode and decode (no pickle).
+"""The replay write-ahead log's on-disk records: framing, checksums, encode and decode (no pickle).
 
 Where it sits: ``replay_service.wal`` appends these records for every mutation of a durable
 table (``durability: wal``) and reads them back on restart; ``Table.apply`` replays them.
@@ -8,7 +8,12 @@ A record on disk, all integers little-endian::
     u32 meta_len | u32 payload_len | u32 crc | meta (meta_len bytes) | payload (payload_len bytes)
     meta = u8 kind | u64 lsn | kind-specific fixed fields
 
-    crc = CRC32 over payload, then the two lengths, then meta (zlib.crc32 running in that order)
+    crc = the checksum over payload, then the two lengths, then meta (running in that order)
+
+The checksum is named by the segment's magic: CRC-32C (Castagnoli, ``MAGIC_CRC32C``; hardware
+instructions through ``google-crc32c``, ~25 GB/s here) for segments this build writes when that
+package's C extension loads, else CRC-32 (``zlib``, ~5 GB/s; ``MAGIC_CRC32``, all older segments).
+Both are read.
 
 The payload comes first in the CRC so the expensive part (an item's tensor bytes) is summed
 before the table lock is taken; the key and log position are only known under the lock.
@@ -40,7 +45,7 @@ import enum
 import json
 import struct
 import zlib
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -50,10 +55,33 @@ FORMAT = "herd.replay.wal"
 FORMAT_VERSION = 2
 """Written by this build; version 1 logs (one INSERT record per item) are still read."""
 READ_VERSIONS = (1, 2)
-MAGIC = b"HERDWAL\n"
-"""The first 8 bytes of every segment file."""
+MAGIC_CRC32 = b"HERDWAL\n"
+"""The first 8 bytes of a segment whose records carry zlib's CRC-32."""
+MAGIC_CRC32C = b"HERDWALC"
+"""The first 8 bytes of a segment whose records carry CRC-32C."""
 MAX_META_BYTES = 64
 MAX_PAYLOAD_BYTES = (1 << 32) - 1
+
+Checksum = Callable[[Any, int], int]
+"""``(buffer, running value) -> value``: a CRC continued over ``buffer``."""
+
+try:
+    from google_crc32c import cext as _crc32c
+except ImportError:  # no C extension for this platform: the pure-Python one would be far slower than zlib
+    _crc32c = None
+
+
+def crc32c(data: Any, value: int = 0) -> int:
+    """CRC-32C of ``data`` (bytes or a C-contiguous array) continued from ``value``."""
+    return _crc32c.extend(value, data if isinstance(data, (bytes, np.ndarray)) else bytes(data))
+
+
+MAGICS: dict[bytes, Checksum] = {MAGIC_CRC32: zlib.crc32, MAGIC_CRC32C: crc32c}
+"""Each segment magic and the checksum its records carry."""
+MAGIC = MAGIC_CRC32C if _crc32c is not None else MAGIC_CRC32
+"""The magic of the segments this build writes."""
+checksum: Checksum = MAGICS[MAGIC]
+"""The checksum of the records this build writes."""
 
 JOIN_BELOW_BYTES = 4 * 1024
 """Records with a payload up to this size are queued as one joined buffer rather than as their parts
@@ -124,7 +152,7 @@ def encode_item(data: Mapping[str, np.ndarray], signature: Signature) -> Encoded
     for name in signature:
         raw = np.ascontiguousarray(data[name]).reshape(-1).view(np.uint8)
         parts.append(raw)
-        crc = zlib.crc32(raw, crc)
+        crc = checksum(raw, crc)
         nbytes += raw.nbytes
     return EncodedItem(tuple(parts), nbytes, crc)
 
@@ -141,9 +169,9 @@ def frame(kind: Kind, lsn: int, extra: tuple[Any, ...] = (), payload: Sequence[A
     if payload_crc is None:
         payload_crc = 0
         for p in payload:
-            payload_crc = zlib.crc32(p, payload_crc)
+            payload_crc = checksum(p, payload_crc)
     lengths = _LENGTHS.pack(len(meta), payload_nbytes)
-    crc = zlib.crc32(meta, zlib.crc32(lengths, payload_crc))
+    crc = checksum(meta, checksum(lengths, payload_crc))
     parts = [_FRAME.pack(len(meta), payload_nbytes, crc), meta, *payload]
     if payload_nbytes <= JOIN_BELOW_BYTES:  # one buffer: cheaper to copy than to hand the writer many
         return [b"".join(parts)]
@@ -167,18 +195,18 @@ def encode_batch(stacked: Mapping[str, np.ndarray], priorities: Sequence[float],
     for name in signature:
         raw = stacked[name]
         if raw.nbytes:
-            crc = zlib.crc32(raw, crc)  # zlib reads C-contiguous arrays through the buffer protocol
+            crc = checksum(raw, crc)  # C-contiguous arrays are read in place
             parts.append(raw)
             nbytes += raw.nbytes
     prios = np.asarray(priorities, dtype="<f8").tobytes()
     parts.append(prios)
-    return EncodedBatch(tuple(parts), nbytes + len(prios), zlib.crc32(prios, crc), len(priorities))
+    return EncodedBatch(tuple(parts), nbytes + len(prios), checksum(prios, crc), len(priorities))
 
 
 def inserts_record(lsn: int, first_key: int, batch: EncodedBatch, evicted: Sequence[int]) -> list[Any]:
     victims = np.asarray(evicted, dtype="<u8").tobytes()
     return frame(Kind.INSERTS, lsn, (first_key, batch.count, len(evicted)), (*batch.parts, victims),
-                 batch.nbytes + len(victims), zlib.crc32(victims, batch.crc))
+                 batch.nbytes + len(victims), checksum(victims, batch.crc))
 
 
 def insert_record(lsn: int, key: int, priority: float, item: EncodedItem) -> list[Any]:
@@ -215,12 +243,14 @@ def parse_frame(head: bytes) -> tuple[int, int, int]:
     return meta_len, payload_len, crc
 
 
-def decode(meta: bytes, payload: bytes, crc: int) -> Record:
-    """Checks the CRC of one record (``meta`` and ``payload`` as read after its frame) and decodes it."""
+def decode(meta: bytes, payload: bytes, crc: int, summed: Checksum = None) -> Record:  # type: ignore[assignment]
+    """Checks the checksum of one record (``meta`` and ``payload`` as read after its frame; ``summed``:
+    the segment's checksum function, default ``checksum``) and decodes it."""
+    summed = summed or checksum
     lengths = _LENGTHS.pack(len(meta), len(payload))
-    found = zlib.crc32(meta, zlib.crc32(lengths, zlib.crc32(payload)))
+    found = summed(meta, summed(lengths, summed(payload, 0)))
     if found != crc:
-        raise RecordError(f"CRC32 mismatch (stored {crc:#010x}, computed {found:#010x})")
+        raise RecordError(f"checksum mismatch (stored {crc:#010x}, computed {found:#010x})")
     kind_value, lsn = _BASE.unpack_from(meta)
     try:
         kind = Kind(kind_value)

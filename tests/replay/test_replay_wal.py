@@ -96,13 +96,22 @@ def test_crc_mismatch_is_detected_in_payload_meta_and_lengths() -> None:
     for index in (len(good) - 1, wr.FRAME_BYTES + 3, wr.FRAME_BYTES + 12):  # payload, lsn, key
         bad = bytearray(good)
         bad[index] ^= 0x10
-        with pytest.raises(wr.RecordError, match="CRC32 mismatch"):
+        with pytest.raises(wr.RecordError, match="checksum mismatch"):
             parse(bytes(bad))
     with pytest.raises(wr.RecordError, match="meta length"):
         wr.parse_frame(b"\xff" * wr.FRAME_BYTES)
     wrong = parse(good)
     with pytest.raises(wr.RecordError, match="do not match the signature"):
         wr.item_arrays(wrong, normalize_signature({"id": (np.int64, (3,))}))
+
+
+def test_checksums_match_their_standard_check_values() -> None:
+    # The check values of the CRC catalogue for the ASCII bytes "123456789".
+    assert wr.crc32c(b"123456789") == 0xE3069283
+    assert wr.MAGICS[wr.MAGIC_CRC32](b"123456789", 0) == 0xCBF43926
+    data = np.arange(1000, dtype=np.float32)
+    assert wr.crc32c(data) == wr.crc32c(data.tobytes()) == wr.crc32c(data.tobytes()[500:], wr.crc32c(data.tobytes()[:500]))
+    assert wr.MAGIC == wr.MAGIC_CRC32C and wr.checksum is wr.crc32c  # the C extension is installed here
 
 
 # ------------------------------------------------------------------------------ the log on disk
@@ -118,6 +127,25 @@ def write_log(directory: str, n: int, interval: float = 0.0) -> wal.WriteAheadLo
 def read_all(directory: str) -> tuple[list[wr.Record], wal.LogReader]:
     reader = wal.LogReader(directory, "t")
     return list(reader.records()), reader
+
+
+def test_segments_written_with_zlib_crc32_are_still_read(tmp_path: Path, monkeypatch) -> None:
+    import zlib
+
+    monkeypatch.setattr(wr, "MAGIC", wr.MAGIC_CRC32)  # as a build without CRC-32C writes (and older ones did)
+    monkeypatch.setattr(wr, "checksum", zlib.crc32)
+    log = write_log(str(tmp_path), 4)
+    log.close()
+    monkeypatch.undo()
+    with open(wal.list_segments(str(tmp_path))[0][1], "rb") as f:
+        assert f.read(8) == wr.MAGIC_CRC32
+    records, reader = read_all(str(tmp_path))
+    assert [r.key for r in records if r.kind is wr.Kind.INSERT] == [1, 2, 3, 4] and reader.problem is None
+    log = wal.WriteAheadLog(str(tmp_path), "t", 7, fsync_interval=0.0)  # a new segment: CRC-32C, after the old one
+    log.log_delete(1)
+    log.close()
+    records, reader = read_all(str(tmp_path))
+    assert records[-1].kind is wr.Kind.DELETE and reader.problem is None
 
 
 def test_appends_read_back_in_order_with_consecutive_lsns(tmp_path: Path) -> None:
@@ -158,7 +186,7 @@ def test_a_corrupt_record_stops_replay_there_and_later_segments_are_skipped(tmp_
     records, reader = read_all(str(tmp_path))
     assert [r.lsn for r in records] == [1, 2, 3, 4]
     assert reader.problem is not None and not reader.problem.truncated
-    assert "CRC32 mismatch" in reader.problem.message and reader.skipped_segments == [second]
+    assert "checksum mismatch" in reader.problem.message and reader.skipped_segments == [second]
 
 
 def test_inserts_within_the_interval_share_one_fsync(tmp_path: Path) -> None:
