@@ -97,6 +97,7 @@ class InsertStream:
         self._advised = max_in_flight is None  # the server may widen the window
         self.pack_bytes = 0  # packing is off until the server says it unpacks (PACKED_INSERTS_METADATA)
         self._packing_allowed = True  # until a packed message was too big for the server
+        self._sent_packed = False  # the open stream carried a packed message
         self.max_in_flight = DEFAULT_IN_FLIGHT if max_in_flight is None else max_in_flight
         self._insert = insert
         self._lock = threading.Lock()
@@ -250,7 +251,11 @@ class InsertStream:
                     break
                 batch.append(more)
                 size += len(more)
-            yield _pack(batch) if len(batch) > 1 else request
+            if len(batch) > 1:
+                self._sent_packed = True
+                yield _pack(batch)
+            else:
+                yield request
 
     # -- stream thread -----------------------------------------------------------------
     def _run(self) -> None:
@@ -270,6 +275,7 @@ class InsertStream:
                     requests.put(pending.request)
                 self._queue = requests
                 self.pack_bytes = 0  # until this stream's server says it unpacks (it may be another version)
+                self._sent_packed = False
                 try:
                     self._call = call = self._insert(self._messages(requests))
                 except ValueError as e:  # the channel was closed under us: nothing will be acked
@@ -355,7 +361,7 @@ class InsertStream:
             if match is not None:
                 limit = int(match.group(2))
                 over = [s for s, p in self._pending.items() if len(p.request) > limit]
-                if not over and self.pack_bytes:  # a packed message was over this server's limit
+                if not over and self._sent_packed:  # a packed message was over this server's limit
                     self.pack_bytes, self._packing_allowed = 0, False  # so never pack again; re-send all
                     log.warning("insert stream: packed requests over the server's message limit, packing off",
                                 extra={"table": self.table, "limit": limit})

@@ -288,13 +288,22 @@ class TooLarge(Exception):
 
 
 def test_a_packed_message_too_big_for_the_server_turns_packing_off_and_fails_nobody():
+    # (Had no pack been sent, the oldest request would be the culprit, as before packing.)
     stream = insert_stream.InsertStream(NeverAcks(), "t", max_in_flight=64)
     stream.pack_bytes = insert_stream.PACK_BYTES
     try:
         futures = [stream.submit(lambda seq, ack_every: b"x" * 600_000, nbytes=600_000) for _ in range(2)]
+        for _ in range(500):  # until the stream thread has opened the call (opening resets what it sent)
+            if stream._call is not None:
+                break
+            threading.Event().wait(0.01)
+        stream._sent_packed = True  # as if both had gone out in one message
         stream._fail_culprits(TooLarge())  # type: ignore[arg-type]
         assert stream.pack_bytes == 0 and not stream._packing_allowed
         assert stream.in_flight() == 2 and not any(f.done() for f in futures)  # re-sent one per message
+        stream._sent_packed = False  # the stream reopened: nothing packed on it any more
+        stream._fail_culprits(TooLarge())  # type: ignore[arg-type]
+        assert futures[0].exception(0) is not None and not futures[1].done()  # the oldest, as before packing
     finally:
         stream.close(timeout=0)
 
