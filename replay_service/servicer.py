@@ -20,7 +20,7 @@ import logging
 import os
 import threading
 import time
-from typing import Collection, Iterator, Mapping, NamedTuple, Optional, Union
+from typing import Collection, Iterator, Mapping, Optional, Union
 
 import grpc
 import numpy as np
@@ -28,8 +28,6 @@ import numpy as np
 from herd.interfaces import RateLimitTimeout, SampledBatch
 from herd.v1 import replay_pb2, replay_pb2_grpc
 from herd.wire.channel import DEFAULT_MAX_MESSAGE_BYTES
-from herd.wire.codec import WireError
-from herd.wire.fastpb import LENGTH, scan_fields
 from herd.wire.replay_codec import InsertRequestView, decode_insert, encode_sample_response
 from herd.wire.status import FailedPreconditionError, NotFoundError, ResourceExhaustedError, UnavailableError
 from herd.wire.status import rpc_errors
@@ -37,6 +35,7 @@ from replay_service.wal import WalError
 from replay_service.call_state import BlockedCalls, InsertStreams
 from replay_service.checkpoint import checkpoint_path
 from replay_service.info import table_info
+from replay_service.insert_acks import ACK_DELAY_SECONDS, END, AckQueue, Stored, ack_message, last_positions, unpacked
 from replay_service.table import InsertTimeout, Table, TableClosed
 
 log = logging.getLogger(__name__)
@@ -52,18 +51,12 @@ PACKED_INSERTS_METADATA = "herd-insert-packed"
 """Initial metadata of an Insert stream: "1" when the server unpacks ``InsertRequest.packed``."""
 INSERT_WINDOW_METADATA = "herd-insert-window"
 """Initial metadata of an Insert stream: how many unacknowledged requests a client should allow."""
-ACK_DELAY_SECONDS = 0.001
-"""Longest a stored request's ack waits for company when its ``ack_every`` lets it (see ``_AckQueue``)."""
-MAX_ACKS_PER_MESSAGE = 1024
-"""Most requests one InsertResponse acknowledges (bounds its size; a window is rarely that wide)."""
 DURABLE_INSERT_WINDOW = 1024
 """The window advised when a table here is durable (wal): its acks wait for the group commit (one fsync
 interval plus the fsync, ~10-30 ms), so a stream moves at most a window per commit: 1024 small requests
 keep up with ~40,000 requests/s; big ones are bounded by the client's byte window (32 MiB) instead."""
 _BATCH_OVERHEAD_BYTES = 4096  # proto framing of a SampleResponse besides tensor bytes and per-item fields
 _PER_ITEM_OVERHEAD_BYTES = 24  # one uint64 key + one double probability, with tags
-
-_END = object()  # ends an Insert stream's ack queue
 
 
 class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
@@ -117,7 +110,7 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
         # storing, so requests arriving meanwhile share that fsync (group commit). One message
         # acknowledges every request stored since the last (cumulative acks); requests whose
         # ack_every allows it get one ack per ack_every requests (ACK_DELAY_SECONDS at most).
-        acks = _AckQueue()
+        acks = AckQueue()
         with self._streams.track(context):
             metadata = [(PACKED_INSERTS_METADATA, "1")]  # the client may pack queued requests (InsertRequest.packed)
             if self._insert_window:  # clients with the default window widen it (replay_service.insert_stream)
@@ -130,27 +123,27 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
             while end is None:
                 stored, end = acks.take(ACK_DELAY_SECONDS)
                 if stored:
-                    for table, position in _last_positions(stored).items():
+                    for table, position in last_positions(stored).items():
                         self._wait_durable(table, position, context)
-                    yield _ack_message(stored)
+                    yield ack_message(stored)
                     self._streams.acked(context, len(stored))  # runs once gRPC has sent the ack
             if isinstance(end, BaseException):
                 self._wait_all_durable(context)  # keys of a partly timed-out insert are acked in its error
                 raise end
 
     def _read_inserts(
-        self, requests: Iterator[replay_pb2.InsertRequest], context: grpc.ServicerContext, acks: "_AckQueue"
+        self, requests: Iterator[replay_pb2.InsertRequest], context: grpc.ServicerContext, acks: AckQueue
     ) -> None:
         """The reader of one Insert stream: stores each request's items, queues its ack (or the error)."""
         try:
             for message in requests:
-                for part in _unpacked(message):
+                for part in unpacked(message):
                     self._streams.received(context)
                     request = _insert_view(part)
                     keys = self._insert(request, context)
                     table = self._tables[request.table]
-                    acks.put(_Stored(request.sequence_id, keys, table, table.log_position, request.ack_every))
-            acks.finish(_END)
+                    acks.put(Stored(request.sequence_id, keys, table, table.log_position, request.ack_every))
+            acks.finish(END)
         except BaseException as e:  # noqa: BLE001 - raised again by the handler thread, after earlier acks
             acks.finish(e)
 
@@ -335,100 +328,6 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
                 f"batch_size: {b} items of {item} bytes need ~{need} bytes, over the "
                 f"{self._max_message_bytes}-byte message limit"
             )
-
-
-class _Stored(NamedTuple):
-    """One stored request of an Insert stream, waiting for its ack."""
-
-    sequence_id: int
-    keys: list[int]
-    table: Table
-    position: int  # the table's log position once stored: >= that of this request's records
-    ack_every: int  # its ack may wait until this many requests are stored (0, 1: not at all)
-
-
-class _AckQueue:
-    """Stored requests of one Insert stream waiting for their ack, then what ended the stream.
-
-    The reader thread puts, the handler thread takes all that is queued. A busy stream whose
-    requests allow it (``ack_every`` k > 1) wakes the handler once per k requests instead of once
-    per request, and its client reads one ack per k: the handler waits for the k-th request at
-    most ``delay`` seconds, and a request with a smaller ``ack_every`` (a caller waiting on it)
-    ends the wait. A stream that was idle is acknowledged at once."""
-
-    def __init__(self) -> None:
-        self._ready = threading.Condition(threading.Lock())
-        self._stored: list[_Stored] = []
-        self._end: object = None  # _END or the exception that ended the stream
-        self._need = 1  # queued requests that wake the taker: the least ack_every among them
-        self._latest = 1  # ack_every of the latest request: what the next wait expects
-        self._idle = False  # the taker waits for any request at all
-
-    def put(self, stored: _Stored) -> None:
-        with self._ready:
-            self._stored.append(stored)
-            self._latest = max(1, stored.ack_every)
-            self._need = min(self._need, self._latest) if len(self._stored) > 1 else self._latest
-            if self._idle or len(self._stored) >= self._need:
-                self._ready.notify()
-
-    def finish(self, end: object) -> None:
-        with self._ready:
-            self._end = end
-            self._ready.notify()
-
-    def take(self, delay: float) -> tuple[list[_Stored], object]:
-        """Returns the requests to acknowledge now (at most ``MAX_ACKS_PER_MESSAGE``) and what
-        ended the stream once every request before it is taken, else None."""
-        with self._ready:
-            if not self._enough():
-                self._ready.wait_for(self._enough, delay)
-            while not self._stored and self._end is None:
-                self._idle = True
-                self._ready.wait()
-                self._idle = False
-            taken, self._stored = self._stored[:MAX_ACKS_PER_MESSAGE], self._stored[MAX_ACKS_PER_MESSAGE:]
-            self._need = max(1, min((s.ack_every for s in self._stored), default=1))
-            return taken, (None if self._stored else self._end)
-
-    def _enough(self) -> bool:
-        need = self._need if self._stored else self._latest
-        return len(self._stored) >= need or self._end is not None
-
-
-def _last_positions(stored: list[_Stored]) -> dict[Table, int]:
-    """The highest log position each table must have made durable before ``stored`` may be acked."""
-    last: dict[Table, int] = {}
-    for s in stored:
-        last[s.table] = max(last.get(s.table, 0), s.position)
-    return last
-
-
-def _ack_message(stored: list[_Stored]) -> replay_pb2.InsertResponse:
-    """One InsertResponse acknowledging ``stored`` (in stream order)."""
-    if len(stored) == 1:
-        return replay_pb2.InsertResponse(sequence_id=stored[0].sequence_id, keys=stored[0].keys)
-    return replay_pb2.InsertResponse(
-        sequence_id=stored[-1].sequence_id,
-        keys=[key for s in stored for key in s.keys],
-        keys_per_request=[len(s.keys) for s in stored],
-    )
-
-
-def _unpacked(message: Union[bytes, replay_pb2.InsertRequest]) -> list[Union[bytes, replay_pb2.InsertRequest]]:
-    """The requests one Insert message carries: itself, or those packed in it (``InsertRequest.packed``),
-    each copied out of it (the table keeps what it stores, and a request of its own is the unit it keeps)."""
-    if not isinstance(message, bytes) or not message or message[0] != _PACKED_KEY:
-        return [message]  # a message that is not packed, or packed after other fields: decode_insert refuses it
-    parts = []
-    for number, wire_type, start, stop in scan_fields(message, 0, len(message), "InsertRequest"):
-        if number != 9 or wire_type != LENGTH:
-            raise WireError(f"packed: a message of packed requests holds nothing else (found field {number})")
-        parts.append(message[start:stop])
-    return parts
-
-
-_PACKED_KEY = (9 << 3) | LENGTH  # the first byte of a message of packed requests
 
 
 def _insert_view(message: Union[bytes, replay_pb2.InsertRequest]) -> InsertRequestView:

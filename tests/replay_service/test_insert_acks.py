@@ -18,10 +18,10 @@ from herd.v1 import replay_pb2
 from herd.wire.codec import encode_map
 from herd.wire.replay_codec import decode_insert
 from herd.wire.status import UnavailableError
-from replay_service import insert_stream, servicer
+from replay_service import insert_acks, insert_stream
 from replay_service.client import ReplayClient
 from replay_service.insert_stream import _Pending, _resolve, ack_every_for
-from replay_service.servicer import MAX_ACKS_PER_MESSAGE, _AckQueue, _END, _Stored
+from replay_service.insert_acks import END as _END, MAX_ACKS_PER_MESSAGE, AckQueue as _AckQueue, Stored as _Stored
 
 
 def stored(seq: int, ack_every: int = 1) -> _Stored:
@@ -111,9 +111,9 @@ def test_one_message_acknowledges_at_most_the_limit():
 
 
 def test_the_ack_message_splits_keys_per_request():
-    one = servicer._ack_message([stored(5)])
+    one = insert_acks.ack_message([stored(5)])
     assert (one.sequence_id, list(one.keys), list(one.keys_per_request)) == (5, [105], [])
-    several = servicer._ack_message([_Stored(3, [7, 8], None, 0, 2), _Stored(4, [9], None, 0, 2)])  # type: ignore[arg-type]
+    several = insert_acks.ack_message([_Stored(3, [7, 8], None, 0, 2), _Stored(4, [9], None, 0, 2)])  # type: ignore[arg-type]
     assert (several.sequence_id, list(several.keys), list(several.keys_per_request)) == (4, [7, 8, 9], [2, 1])
 
 
@@ -264,8 +264,8 @@ def test_queued_requests_are_packed_a_quarter_of_the_window_at_a_time():
     assert len(messages) == 3  # 4 + 4 + 2 (a quarter of 16 per message)
     unpacked = [list(replay_pb2.InsertRequest.FromString(m).packed) for m in messages]
     assert unpacked == [requests[0:4], requests[4:8], requests[8:10]]
-    assert [len(servicer._unpacked(m)) for m in messages] == [4, 4, 2]
-    assert [p for m in messages for p in servicer._unpacked(m)] == requests
+    assert [len(insert_acks.unpacked(m)) for m in messages] == [4, 4, 2]
+    assert [p for m in messages for p in insert_acks.unpacked(m)] == requests
 
 
 def test_packing_respects_the_byte_limit_and_sends_a_big_request_alone():
@@ -273,7 +273,7 @@ def test_packing_respects_the_byte_limit_and_sends_a_big_request_alone():
     stream.pack_bytes = 1000
     small, big = b"\x0a\x01t" + b"s" * 297, b"\x0a\x01t" + b"b" * 1997  # 300 and 2000 bytes
     messages = drain(stream, [small, small, small, small, big, small])
-    assert [len(servicer._unpacked(m)) for m in messages] == [3, 1, 1, 1]
+    assert [len(insert_acks.unpacked(m)) for m in messages] == [3, 1, 1, 1]
     assert messages[2] == big and messages[1] == small and messages[3] == small
 
 
