@@ -73,3 +73,12 @@ def find_executable(name: str, env_var: str, how_to_install: str) -> str:
     if not path:
         raise FileNotFoundError(f"{name} not found on PATH: {how_to_install}, or set {env_var} to the binary")
     return path
+
+
+def tail_lines(path: str, lines: int = 20) -> str:
+    """The last ``lines`` lines of a child process's log, for an error message ("(no log)" if unreadable)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return "(no log)"

@@ -18,7 +18,7 @@ from typing import Sequence
 import redis
 import redis.exceptions as rexc
 
-from herd.fsutil import find_executable
+from herd.fsutil import find_executable, tail_lines
 from herd.procutil import terminate
 
 
@@ -119,7 +119,7 @@ class LocalRedis:
             while True:
                 if self._proc.poll() is not None:
                     self._proc = None
-                    raise RuntimeError(f"redis-server exited at start-up on port {self.port}:\n{_tail(log_path)}")
+                    raise RuntimeError(f"redis-server exited at start-up on port {self.port}:\n{tail_lines(log_path)}")
                 try:
                     if client.ping():
                         return
@@ -168,11 +168,3 @@ class LocalRedis:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _tail(path: str, lines: int = 20) -> str:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-    except OSError:
-        return "(no log)"

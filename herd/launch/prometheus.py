@@ -25,8 +25,7 @@ import yaml
 
 from herd.coord.registration import ServiceRecord
 from herd.coord.server import free_port
-from herd.fsutil import find_executable
-from herd.fsutil import atomic_write
+from herd.fsutil import atomic_write, find_executable, tail_lines
 from herd.procutil import terminate
 
 log = logging.getLogger(__name__)
@@ -146,7 +145,7 @@ class LocalPrometheus:
             if self._proc.poll() is not None:
                 code = self._proc.returncode
                 self._proc = None
-                raise RuntimeError(f"prometheus exited at start-up (code {code}); see {self.log_path}:\n{_tail(self.log_path)}")
+                raise RuntimeError(f"prometheus exited at start-up (code {code}); see {self.log_path}:\n{tail_lines(self.log_path)}")
             try:
                 with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1.0) as response:
                     if response.status == 200:
@@ -181,11 +180,3 @@ class LocalPrometheus:
         if self._log is not None:
             self._log.close()
             self._log = None
-
-
-def _tail(path: str, lines: int = 20) -> str:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-    except OSError:
-        return "(no log)"

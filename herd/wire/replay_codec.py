@@ -99,6 +99,8 @@ class _Layout:
     tail: int  # where the fields after the tensor map start
 
 
+_NESTED_PACK = "packed: requests may be packed only alone in a message of their own, never nested"
+
 _LAYOUTS: dict[tuple[int, bytes, int], _Layout] = {}
 _MAX_LAYOUTS = 256
 
@@ -170,7 +172,7 @@ def _scalar_field_into(buf: bytes, field: tuple, request: InsertRequestView) -> 
     elif number == 8 and wire_type == VARINT:
         request.ack_every = a & 0xFFFFFFFF
     elif number == 9:
-        raise WireError("packed: requests may be packed only alone in a message of their own, never nested")
+        raise WireError(_NESTED_PACK)
     else:
         return False
     return True
@@ -230,7 +232,7 @@ def decode_insert_request(buf: bytes, *, small: Optional[int] = None) -> InsertR
     if len(buf) <= (SMALL_MESSAGE_BYTES if small is None else small):
         message = _parse(replay_pb2.InsertRequest, buf)
         if message.packed:
-            raise WireError("packed: requests may be packed only alone in a message of their own, never nested")
+            raise WireError(_NESTED_PACK)
         return InsertRequestView(message.table, message.sequence_id, _raw_tensors(message.items),
                                  message.num_items, list(message.priorities), message.timeout_ms, message.actor_id,
                                  message.ack_every)
