@@ -16,7 +16,7 @@ class ActorServiceConfig:
     coord: CoordOptions = option(CoordOptions(), "Redis and the addresses of replay and params")
     security: SecurityOptions = option(SecurityOptions(), "TLS / mutual TLS and the shared token, server and clients")
     actor_index: int = option(0, "index of this actor in the run: seeds its environments")
-    table: str = option("trajectories", "replay table to write unrolls to")
+    table: str = option("", "replay table to write experience to (empty = the agent's table)")
     param_name: str = option("policy", "name of the weights to act with")
     max_in_flight: int = option(1, "unrolls sent to replay and not yet acknowledged")
     report_every_seconds: float = option(0.5, "how often counters and episodes go to Redis")

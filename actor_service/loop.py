@@ -1,13 +1,9 @@
-"""The actor loop: N environments, batched inference, unrolls written to replay.
+"""The actor loop: N environments, batched inference, experience handed to the agent's adder.
 
-Where it sits: parameters come in from a ``VariableSource`` (the parameter store
-or its gRPC client), trajectories go out to a ``TrajectoryWriter`` (a replay
-table or its gRPC client). The same class runs in ``herd train`` and in
-``herd serve actor``.
-
-An unroll holds T + 1 steps of every environment; consecutive unrolls overlap by
-one step because the last step of an unroll only serves as the bootstrap value,
-and must also be the first step (with its action) of the next one.
+Where it sits: parameters come in from a ``VariableSource`` (the parameter store or its
+gRPC client); every batched step goes to the agent's adder (``herd.adders``), which writes
+items to a ``TrajectoryWriter`` (a replay table or its gRPC client): unrolls for IMPALA,
+n-step transitions for DQN. The same class runs in ``herd train`` and in ``herd serve actor``.
 """
 
 from __future__ import annotations
@@ -19,9 +15,10 @@ from typing import Callable, Optional
 import numpy as np
 
 from herd import types as ht
+from herd.adders import Adder
 from herd.agents.base import Policy
 from herd.envs.batched import BatchedEnv, BatchedTimeStep, EpisodeTracker
-from herd.interfaces import TrajectoryWriter, VariableSource
+from herd.interfaces import VariableSource
 
 
 def env_seed(run_seed: int, actor_index: int, envs_per_actor: int) -> int:
@@ -46,15 +43,14 @@ class ActorStats:
 
 
 class Actor:
-    """Steps ``env`` with ``policy`` and writes ``[T + 1, N, ...]`` unrolls to ``writer``."""
+    """Steps ``env`` with ``policy`` and hands every step to ``adder``."""
 
     def __init__(
         self,
         env: BatchedEnv,
         policy: Policy,
-        writer: TrajectoryWriter,
+        adder: Adder,
         variables: VariableSource,
-        unroll_length: int,
         *,
         actor_id: str = "actor-0",
         task: str = "",
@@ -64,9 +60,8 @@ class Actor:
     ) -> None:
         self.env = env
         self.policy = policy
-        self.writer = writer
+        self.adder = adder
         self.variables = variables
-        self.unroll_length = unroll_length
         self.actor_id = actor_id
         self.task = task
         self.param_name = param_name
@@ -74,9 +69,9 @@ class Actor:
         self.on_episode = on_episode
         self.stats = ActorStats()
         self._tracker = EpisodeTracker(env.num_envs)
-        self._buffer: Optional[dict[str, np.ndarray]] = None
+        self._started = False
         self._state: tuple[np.ndarray, ...] = ()
-        self._state_at_start: tuple[np.ndarray, ...] = ()
+        self._last_action: np.ndarray = np.zeros(0)
 
     # -- parameters -------------------------------------------------------------------
 
@@ -93,79 +88,42 @@ class Actor:
 
     # -- acting -----------------------------------------------------------------------
 
-    def _act(self, ts: BatchedTimeStep, row: int) -> None:
-        """Chooses actions for ``ts`` and records the whole step in buffer row ``row``."""
-        buf = self._buffer
-        assert buf is not None
+    def _act(self, ts: BatchedTimeStep) -> tuple:
+        """Chooses actions for ``ts``; returns the policy output and the state it acted from."""
         t0 = time.perf_counter()
-        out, self._state = self.policy.step(ts.observation, ts.step_type == ht.FIRST, self._state)
+        state = self._state
+        out, self._state = self.policy.step(ts.observation, ts.step_type == ht.FIRST, state)
         self.stats.inference_seconds += time.perf_counter() - t0
-        buf[ht.OBSERVATION][row] = ts.observation
-        buf[ht.STEP_TYPE][row] = ts.step_type
-        buf[ht.REWARD][row] = ts.reward
-        buf[ht.DISCOUNT][row] = ts.discount
-        buf[ht.ACTION][row] = out.action
-        for name, value in out.extras.items():
-            buf[name][row] = value
         self._last_action = out.action
-
-    def _start(self) -> None:
-        """Resets the environments and fills row 0 of the first unroll."""
-        n, length = self.env.num_envs, self.unroll_length + 1
-        self._state = self.policy.initial_state(n)
-        ts = self.env.reset()
-        probe, _ = self.policy.step(ts.observation, ts.step_type == ht.FIRST, self._state)
-        self._buffer = {
-            ht.OBSERVATION: np.zeros((length, n) + ts.observation.shape[1:], ts.observation.dtype),
-            ht.STEP_TYPE: np.zeros((length, n), np.uint8),
-            ht.REWARD: np.zeros((length, n), np.float32),
-            ht.DISCOUNT: np.zeros((length, n), np.float32),
-            ht.ACTION: np.zeros((length, n), np.int64),
-        }
-        for name, value in probe.extras.items():
-            self._buffer[name] = np.zeros((length,) + value.shape, value.dtype)
-        self._state_at_start = self._state
-        self._act(ts, 0)
+        return out, state
 
     def run_unroll(self) -> int:
-        """Steps every environment ``T`` times and writes one item per environment.
+        """Steps every environment ``adder.steps_per_write`` times (one write of the adder).
 
         Returns the number of environment steps taken (resets are not counted).
         """
-        if self._buffer is None:
+        if not self._started:
             self.sync_params(wait=True)
-            self._start()
+            self._state = self.policy.initial_state(self.env.num_envs)
+            ts = self.env.reset()
+            out, state = self._act(ts)
+            self.adder.start(ts, out, state, self.policy.version)
+            self._started = True
         elif self.stats.unrolls % self.pull_every == 0:
             self.sync_params()
-        buf = self._buffer
-        assert buf is not None
         steps_before = self.stats.env_steps
         version = self.policy.version
-        for row in range(1, self.unroll_length + 1):
+        for _ in range(self.adder.steps_per_write):
             t0 = time.perf_counter()
             ts = self.env.step(self._last_action)
             self.stats.env_seconds += time.perf_counter() - t0
             self.stats.env_steps += int(np.count_nonzero(ts.step_type != ht.FIRST))
             self._report_episodes(ts)
-            if row == self.unroll_length:
-                # The state before the last row is where the next unroll starts.
-                next_state = self._state
-            self._act(ts, row)
-
-        n = self.env.num_envs
-        item = dict(buf)  # the writer copies what it keeps; we overwrite buf below
-        item[ht.PARAM_VERSION] = np.full((1, n), version, np.int64)
-        for i, s in enumerate(self._state_at_start):
-            item[f"{ht.CORE_STATE_PREFIX}{i}"] = s[None]  # [1, N, H]
-        t0 = time.perf_counter()
-        self.writer.insert(item)
-        self.stats.write_seconds += time.perf_counter() - t0
+            out, state = self._act(ts)
+            t0 = time.perf_counter()
+            self.adder.add(ts, out, state, version)
+            self.stats.write_seconds += time.perf_counter() - t0
         self.stats.unrolls += 1
-
-        # Overlap by one: the last row becomes row 0 of the next unroll.
-        for value in buf.values():
-            value[0] = value[-1]
-        self._state_at_start = next_state
         return self.stats.env_steps - steps_before
 
     def _report_episodes(self, ts: BatchedTimeStep) -> None:

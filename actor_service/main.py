@@ -1,8 +1,8 @@
 """How an actor process starts: ``herd serve actor`` (what its container runs).
 
-Wires the plain ``Actor`` loop to the cluster: unrolls go to the replay service
-through a pipelined insert stream (several unrolls in flight), weights come from
-the parameter server, counters and episodes go to Redis in batches. Services that
+Wires the plain ``Actor`` loop and the agent's policy and adder (from the registry) to the
+cluster: items go to the replay service through a pipelined insert stream, weights come
+from the parameter server, counters and episodes go to Redis in batches. Services that
 are down are retried with backoff by the clients; the actor never crashes on them.
 """
 
@@ -22,11 +22,12 @@ from actor_service.config import ActorServiceConfig
 from actor_service.loop import Actor, env_seed
 from actor_service.metered import LagMeter, TimedPolicy
 from actor_service.servicer import ActorServicer, EpisodeWindow
-from herd.agents.impala.agent import ImpalaPolicy
+from herd.agents import registry as agents
+from herd.agents.spec import ActingContext
 from herd.control import PauseGate, PolledFlag
 from herd.envs.batched import make_batched_env
 from herd.envs.registry import EnvInfo
-from herd.launch.run_config import RunConfig
+from herd.run_config import RunConfig
 from herd.telemetry.metrics import ActorMetrics, new_registry
 from herd.types import EpisodeRecord
 from herd.v1 import actor_pb2, actor_pb2_grpc
@@ -102,7 +103,9 @@ def serve(
     replay = ReplayClient(hcoord.resolve_address(config.coord, "replay", timeout=60.0), security=config.security)
     params = ParamClient(hcoord.resolve_address(config.coord, "params", timeout=60.0), security=config.security)
     run_stopped = PolledFlag(coordinator.should_stop if coordinator is not None else None)
-    writer = PipelinedWriter(replay.table(config.table), config.max_in_flight,
+    spec = agents.get(run.agent_name)
+    table = config.table or spec.table(run.agent, run).name
+    writer = PipelinedWriter(replay.table(table), config.max_in_flight,
                              should_stop=lambda: stop.is_set() or run_stopped.is_set())
     fetcher = BackgroundFetcher(params, config.param_name)  # fetches overlap with acting
     window = EpisodeWindow()
@@ -119,12 +122,13 @@ def serve(
 
     seed = env_seed(run.seed, config.actor_index, run.envs_per_actor)
     env = make_batched_env(run.env, run.envs_per_actor, seed, vectorized=run.vectorized_env)
+    first_env = config.actor_index * run.envs_per_actor
+    context = ActingContext(seed, range(first_env, first_env + run.envs_per_actor), run.total_envs)
     actor = Actor(
         env,
-        TimedPolicy(ImpalaPolicy(run.agent, info, seed=seed), metrics),
-        writer,
+        TimedPolicy(spec.make_policy(run.agent, info, context), metrics),
+        spec.make_adder(run.agent, info, writer),
         LagMeter(fetcher, metrics),
-        run.agent.unroll_length,
         actor_id=actor_id,
         task=info.task,
         param_name=config.param_name,

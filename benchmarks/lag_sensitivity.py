@@ -19,9 +19,11 @@ import torch
 
 from actor_service.loop import Actor, env_seed
 from herd import config as hc
-from herd.agents.impala.agent import ImpalaPolicy, ImpalaUpdater
+from herd.adders import SequenceAdder
+from herd.agents.impala.acting import ImpalaPolicy
+from herd.agents.impala.learning import ImpalaUpdater
 from herd.envs.batched import make_batched_env
-from herd.launch.run_config import load_run_config
+from herd.run_config import load_run_config
 from learner_service.learner import Learner
 from param_server.store import ParameterStore
 from replay_service.config import TableConfig, make_table
@@ -48,7 +50,8 @@ def main() -> None:
     for i in range(cfg.actors):
         seed = env_seed(cfg.seed, i, cfg.envs_per_actor)
         env = make_batched_env(cfg.env, cfg.envs_per_actor, seed, vectorized=cfg.vectorized_env)
-        actors.append(Actor(env, ImpalaPolicy(agent, info, seed), table, store, agent.unroll_length,
+        actors.append(Actor(env, ImpalaPolicy(agent, info, seed),
+                            SequenceAdder(table, agent.unroll_length + 1, agent.unroll_length), store,
                             on_episode=lambda r: returns.append(r.episode_return)))
     steps = 0
     while steps < cfg.steps:

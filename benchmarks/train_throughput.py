@@ -49,7 +49,7 @@ def vector_gym_rate(num_envs: int, seconds: float = 2.0) -> float:
 
 def herd_train_rate(steps: int, actors: int, envs_per_actor: int, overrides: list[str]) -> dict:
     from herd import config as hc
-    from herd.launch.run_config import load_run_config
+    from herd.run_config import load_run_config
     from herd.launch.train import train
 
     flags = {"env": "gym:CartPole-v1", "steps": steps, "seed": 1, "actors": actors, "envs_per_actor": envs_per_actor}

@@ -7,7 +7,6 @@ Every bad flag or config key ends in ``herd: error: ...`` naming it, exit code 2
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import socket
@@ -19,6 +18,7 @@ from herd import config as hc
 
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--env", help="environment, e.g. gym:CartPole-v1 (default from config)")
+    p.add_argument("--agent", dest="agent_name", help="agent to train: impala (default) or dqn (herd/agents registry)")
     p.add_argument("--steps", type=int, help="environment steps to train for")
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--actors", type=int, help="number of actors")
@@ -37,7 +37,7 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="herd", description="Herd: distributed IMPALA (V-trace) as gRPC microservices."
+        prog="herd", description="Herd: distributed deep RL (IMPALA, Ape-X DQN) as gRPC microservices."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     train = sub.add_parser("train", help="train in one process (actors, replay, learner, params in-process)")
@@ -140,13 +140,15 @@ def _add_serve_parser(sub: Any) -> None:
     )
     serve.add_argument("--log-level", default=_env("log_level", "info"))
     _add_security_flags(serve)
+    serve.add_argument("--agent", dest="agent_name", default=_env("agent"),
+                       help="agent of the run (default: the config's agent_name)")
     serve.add_argument("overrides", nargs="*", metavar="key=value", help="run config overrides")
 
 
 def _resolve(args: argparse.Namespace):
-    from herd.launch.run_config import load_run_config
+    from herd.run_config import load_run_config
 
-    flags = {k: getattr(args, k, None) for k in ("env", "steps", "seed", "actors", "envs_per_actor")}
+    flags = {k: getattr(args, k, None) for k in ("env", "agent_name", "steps", "seed", "actors", "envs_per_actor")}
     overrides = hc.parse_overrides(args.overrides)
     return load_run_config(args.config, flags, overrides)
 
@@ -235,18 +237,18 @@ def _service_config(args: argparse.Namespace, run: Any) -> Any:
     )
     security = _security(args)
     if args.kind == "replay":
-        from replay_service.config import ReplayServiceConfig, TableConfig
+        from replay_service.config import ReplayServiceConfig
 
-        if run.replay_durability == "wal" and not args.checkpoint_dir:
-            raise hc.ConfigError("config key 'replay_durability': 'wal' needs --checkpoint-dir (the log lives there)")
-        if run.replay_checkpoint_every_seconds and not args.checkpoint_dir:
-            raise hc.ConfigError("config key 'replay_checkpoint_every_seconds': periodic checkpoints need --checkpoint-dir")
-        table = dataclasses.replace(TableConfig.queue("trajectories", run.replay_queue_size),
-                                    durability=run.replay_durability,
-                                    wal_fsync_interval_ms=run.replay_wal_fsync_interval_ms)
+        for table in run.replay.tables:
+            if table.durability == "wal" and not args.checkpoint_dir:
+                raise hc.ConfigError(
+                    f"config key 'replay.tables.{table.name}.durability': 'wal' needs --checkpoint-dir (the log lives there)"
+                )
+        if run.replay.checkpoint_every_seconds and not args.checkpoint_dir:
+            raise hc.ConfigError("config key 'replay.checkpoint_every_seconds': periodic checkpoints need --checkpoint-dir")
         return ReplayServiceConfig(
-            server=server, coord=coord, security=security, tables=(table,),
-            checkpoint_dir=args.checkpoint_dir, checkpoint_every_seconds=run.replay_checkpoint_every_seconds,
+            server=server, coord=coord, security=security, tables=run.replay.tables,
+            checkpoint_dir=args.checkpoint_dir, checkpoint_every_seconds=run.replay.checkpoint_every_seconds,
             seed=run.seed,
         )
     if args.kind == "params":
@@ -287,11 +289,14 @@ def _claim_actor_index(coord: Any) -> int:
 
 
 def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from herd.launch.run_config import load_run_config
+    from herd.run_config import load_run_config
     from herd.telemetry.logs import setup_json_logging
 
     try:
-        run, info = load_run_config(args.config, None, hc.parse_overrides(args.overrides))
+        # The replay and parameter servers need no environment: they never build one to read shapes.
+        need_env = args.kind in ("actor", "learner")
+        flags = {"agent_name": args.agent_name}
+        run, info = load_run_config(args.config, flags, hc.parse_overrides(args.overrides), need_env=need_env)
         service = _service_config(args, run)
     except (hc.ConfigError, ValueError) as e:
         parser.error(str(e))
@@ -355,6 +360,7 @@ def _short(summary: dict[str, Any]) -> dict[str, Any]:
         "learner_steps",
         "episodes",
         "mean_episode_return_last_100",
+        "mean_eval_return",
         "wall_seconds",
         "env_steps_per_second",
     )

@@ -18,7 +18,7 @@ class LearnerServiceConfig:
     checkpoint_dir: str = option("", "where checkpoints go and are resumed from (empty = none)")
     checkpoint_every: int = option(500, "learner steps between checkpoints")
     keep_checkpoints: int = option(3, "how many checkpoints to keep")
-    table: str = option("trajectories", "replay table to sample from")
+    table: str = option("", "replay table to sample from (empty = the agent's table)")
     param_name: str = option("policy", "name the weights are published under")
     prefetch: int = option(1, "batches fetched ahead of the update in a background thread")
     lease_ttl_seconds: float = option(5.0, "learner lease TTL in Redis (one publishing learner)")
@@ -30,5 +30,5 @@ class LearnerServiceConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lease_ttl_seconds <= 0:
             raise ValueError(f"lease_ttl_seconds must be > 0, got {self.lease_ttl_seconds}")
-        if not self.table or not self.param_name:
-            raise ValueError("table and param_name must not be empty")
+        if not self.param_name:
+            raise ValueError("param_name must not be empty")

@@ -1,9 +1,12 @@
-"""The learner loop: batches in, gradient steps, weights out, checkpoints to disk.
+"""The learner loop: batches in, gradient steps, priorities and weights out, checkpoints to disk.
 
-Where it sits: batches come from a ``BatchSource`` (a replay table or the replay
-client's prefetching sample stream), the agent's ``Updater`` does the gradient
-step, and every ``publish_every`` steps the weights go to a ``VariablePublisher``
-(the parameter store or its client) as version = learner step.
+Where it sits: batches come from a ``BatchSource`` (a replay table, or the replay client's
+prefetching ``SampleStream``), the agent's ``Updater`` does the gradient step on the batch
+with its keys and sampling probabilities, new priorities (prioritized replay) go back to
+``priority_sink`` (the source itself, or ``learner_service.priorities.PriorityWriter``,
+which sends them in batches off the critical path), and every ``publish_every`` steps the
+weights go to a ``VariablePublisher`` (the parameter store or its client) as version =
+learner step.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 import torch
 
 from herd import types as ht
-from herd.agents.base import Updater
+from herd.agents.base import UpdateResult, Updater
 from herd.fsutil import atomic_write
 from herd.interfaces import BatchSource, VariablePublisher
 
@@ -47,8 +50,12 @@ class Learner:
         param_name: str = "policy",
         sample_timeout: Optional[float] = None,
         may_publish: Optional[Callable[[], bool]] = None,
+        frames_per_item: int = 1,
+        priority_sink: Optional[Callable[[np.ndarray, np.ndarray], None]] = None,
     ) -> None:
         self.updater = updater
+        self.frames_per_item = frames_per_item  # env steps one sampled item stands for
+        self.priority_sink = priority_sink or source.update_priorities
         self.source = source
         self.publisher = publisher
         self.batch_size = batch_size
@@ -76,15 +83,22 @@ class Learner:
         return True
 
     def step(self) -> dict[str, float]:
-        """Samples one batch, runs one update, publishes when due; returns the metrics."""
+        """Samples one batch, runs one update, sends its priorities, publishes when due; returns the metrics.
+
+        Raises ``RateLimitTimeout`` (a ``TimeoutError``) when no batch comes within ``sample_timeout``.
+        """
         t0 = time.perf_counter()
         batch = self.source.sample(self.batch_size, timeout=self.sample_timeout)
         t1 = time.perf_counter()
-        metrics = self.updater.update(batch.data)
+        result = self.updater.update(batch)
+        if not isinstance(result, UpdateResult):
+            raise TypeError(f"{type(self.updater).__name__}.update must return an UpdateResult")
         t2 = time.perf_counter()
+        metrics = result.metrics
+        if result.priorities is not None:
+            self.priority_sink(batch.keys, np.asarray(result.priorities, np.float64))
         self.stats.steps += 1
-        unroll_plus_one = batch.data[ht.STEP_TYPE].shape[0]
-        self.stats.frames += (unroll_plus_one - 1) * self.batch_size
+        self.stats.frames += self.frames_per_item * self.batch_size
         self.stats.batch_wait_seconds += t1 - t0
         self.stats.update_seconds += t2 - t1
         if ht.PARAM_VERSION in batch.data:

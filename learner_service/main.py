@@ -1,8 +1,9 @@
 """How a learner process starts: ``herd serve learner`` (what its container runs).
 
-Wires the plain ``Learner`` to the cluster: batches from the replay service's
-prefetching sample stream, weights to the parameter server, its lease, counters
-and checkpoints. Runs until SIGTERM or the run's stop flag, then checkpoints.
+Wires the plain ``Learner`` and the agent's updater (from the registry) to the cluster:
+batches from the replay service's prefetching ``SampleStream``, priorities back through a
+``PriorityWriter``, weights to the parameter server, its lease, counters and checkpoints.
+Runs until SIGTERM or the run's stop flag, then checkpoints.
 """
 
 from __future__ import annotations
@@ -16,79 +17,24 @@ from typing import Callable, Optional
 
 import torch
 
-from herd.agents.impala.agent import ImpalaUpdater
+from herd.agents import registry as agents
 from herd.control import PauseGate, PolledFlag
 from herd.envs.registry import EnvInfo
-from herd.interfaces import SampledBatch
-from herd.launch.run_config import RunConfig
+from herd.run_config import RunConfig
 from herd.telemetry.metrics import LearnerMetrics, new_registry
 from herd.v1 import learner_pb2
 from herd.serving import start_service
 from herd.wire.server import install_stop_signals
 from learner_service.config import LearnerServiceConfig
 from learner_service.learner import Learner, latest_checkpoint, prune_checkpoints
+from learner_service.priorities import PriorityWriter
 from learner_service.publisher import AsyncPublisher
 
 log = logging.getLogger("herd.learner")
 
 
-class _PrefetchedSource:
-    """``BatchSource`` that keeps up to ``prefetch`` batches ready, fetched one call at a time.
-
-    One Sample call per batch (not one open stream) on purpose: a server stream
-    would keep sampling into gRPC's transport buffers, hundreds of batches ahead of
-    the learner, defeating the queue's bound on policy lag.
-    """
-
-    def __init__(self, table, batch_size: int, prefetch: int) -> None:  # replay_service.client.TableClient
-        import queue
-
-        self.table = table
-        self.batch_size = batch_size
-        self._ready: "queue.Queue[SampledBatch]" = queue.Queue(maxsize=prefetch)
-        self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="prefetch", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        import queue
-
-        while not self._closed.is_set():
-            try:
-                batch = self.table.sample(self.batch_size, timeout=1.0)
-            except TimeoutError:
-                continue
-            except Exception as e:  # noqa: BLE001 - replay restarting: the client retried; try again
-                log.warning("sampling failed, retrying", extra={"error": str(e)})
-                self._closed.wait(0.5)
-                continue
-            while not self._closed.is_set():
-                try:
-                    self._ready.put(batch, timeout=0.2)
-                    break
-                except queue.Full:
-                    pass
-
-    def sample(self, batch_size: int, timeout: Optional[float] = None) -> SampledBatch:
-        import queue
-
-        try:
-            return self._ready.get(timeout=timeout)
-        except queue.Empty:
-            raise TimeoutError(f"no batch within {timeout}s") from None
-
-    def update_priorities(self, keys, priorities) -> None:  # IMPALA's queue has no priorities
-        self.table.update_priorities(keys, priorities)
-
-    def close(self) -> None:
-        self._closed.set()
-        self._thread.join(timeout=5.0)
-
-
 class _MetricsWindow:
-    """Means of the update metrics over the last ``every_seconds``, for a periodic log line."""
-
-    KEYS = ("policy_lag", "batch_wait_seconds", "total_loss", "mean_entropy", "grad_norm", "mean_rho")
+    """Means of every update metric over the last ``every_seconds``, for a periodic log line."""
 
     def __init__(self, every_seconds: float) -> None:
         self.every_seconds = every_seconds
@@ -101,9 +47,8 @@ class _MetricsWindow:
         if self.every_seconds <= 0:
             return None
         self._count += 1
-        for key in self.KEYS:
-            if key in metrics:
-                self._sums[key] = self._sums.get(key, 0.0) + float(metrics[key])
+        for key, value in metrics.items():  # whatever the agent's updater reports
+            self._sums[key] = self._sums.get(key, 0.0) + float(value)
         now = time.monotonic()
         if now - self._since < self.every_seconds:
             return None
@@ -125,7 +70,7 @@ def serve(
     """Runs the learner until ``stop_event``, SIGTERM, or the run's stop flag."""
     from herd import coord as hcoord
     from param_server.client import ParamClient
-    from replay_service.client import ReplayClient
+    from replay_service.client import ReplayClient, SampleStream
 
     torch.set_num_threads(run.torch_threads)
     stop = stop_event or threading.Event()
@@ -137,7 +82,13 @@ def serve(
     params_address = hcoord.resolve_address(config.coord, "params", timeout=60.0)
     replay = ReplayClient(replay_address, security=config.security)
     params = ParamClient(params_address, security=config.security)
-    source = _PrefetchedSource(replay.table(config.table), run.agent.batch_size, config.prefetch)
+    spec = agents.get(run.agent_name)
+    table = replay.table(config.table or spec.table(run.agent, run).name)
+    # One Sample call per batch (not one endless call) on purpose: an open server stream would keep
+    # sampling into gRPC's transport buffers, far ahead of the learner, defeating the queue's bound
+    # on policy lag and the sample-to-insert ratio (replay_service.sample_stream).
+    source = SampleStream(table, run.agent.batch_size, prefetch=config.prefetch, batches_per_call=1)
+    priorities = PriorityWriter(table.update_priorities)  # off the update's critical path
 
     lease = None
     if coordinator is not None:
@@ -151,7 +102,7 @@ def serve(
                 lease.close()
                 return
     gate = PauseGate()
-    updater = ImpalaUpdater(run.agent, info, total_env_steps=run.steps, seed=run.seed)
+    updater = spec.make_updater(run.agent, info, run)
     publisher = AsyncPublisher(params)  # an update never waits on a publish round trip
     learner = Learner(
         updater,
@@ -162,6 +113,8 @@ def serve(
         param_name=config.param_name,
         sample_timeout=1.0,
         may_publish=(lambda: lease.held) if lease is not None else None,
+        frames_per_item=spec.frames_per_item(run.agent),
+        priority_sink=priorities,
     )
     ckpt_dir = config.checkpoint_dir
     restored_counters: dict[str, int] = {}
@@ -187,7 +140,8 @@ def serve(
     from herd.v1 import learner_pb2_grpc
 
     servicer = LearnerServicer(
-        learner, gate, learner_id, lambda: (coordinator.lease_holder("learner") or "") if coordinator else learner_id
+        learner, gate, learner_id, lambda: (coordinator.lease_holder("learner") or "") if coordinator else learner_id,
+        hot_fields=spec.hot_fields,
     )
     registry = new_registry()
     metrics = LearnerMetrics(registry)
@@ -228,7 +182,7 @@ def serve(
                 step_metrics = learner.step()
             except TimeoutError:
                 continue  # no data yet (actors starting, replay restarting)
-            frames = run.agent.unroll_length * run.agent.batch_size
+            frames = learner.frames_per_item * learner.batch_size
             metrics.record_step(step_metrics, frames, learner.published_version,
                                 learner.stats.update_seconds - update_seconds)
             summary = window.add(step_metrics)
@@ -242,6 +196,7 @@ def serve(
     finally:
         log.info("learner stopping", extra={"learner_step": learner.stats.steps})
         source.close()
+        priorities.close()
         publisher.close(timeout=5.0)  # the last weights reach the server before the checkpoint names them
         save()
         if reporter is not None:

@@ -14,23 +14,6 @@ from herd.wire.pausable import PausableServicer
 from herd.wire.status import rpc_errors
 from learner_service.learner import Learner
 
-# Agent fields a running learner can change between two updates; the rest shape
-# the network or the data and only apply on restart.
-HOT_AGENT_FIELDS = (
-    "learning_rate",
-    "lr_schedule",
-    "entropy_cost",
-    "baseline_cost",
-    "max_grad_norm",
-    "clip_rho_threshold",
-    "clip_pg_rho_threshold",
-    "lambda_",
-    "discount",
-    "reward_clip",
-    "publish_every",
-)
-
-
 class LearnerServicer(PausableServicer, learner_pb2_grpc.LearnerServiceServicer):
     """Reads the running ``Learner``; pauses its loop through ``gate``."""
 
@@ -40,8 +23,10 @@ class LearnerServicer(PausableServicer, learner_pb2_grpc.LearnerServiceServicer)
         gate: PauseGate,
         learner_id: str,
         lease_holder: Callable[[], str],
+        hot_fields: tuple[str, ...] = (),
     ) -> None:
         self.learner = learner
+        self.hot_fields = hot_fields  # agent fields applied between two updates; the rest need a restart
         self.gate = gate
         self.learner_id = learner_id
         self.lease_holder = lease_holder
@@ -71,15 +56,15 @@ class LearnerServicer(PausableServicer, learner_pb2_grpc.LearnerServiceServicer)
         """Applies ``{"agent": {field: value}}``; non-hot fields are reported as needing a restart."""
         agent_update = parse_reload(request.config_json, '{"agent": {"entropy_cost": 0.005}}')
         from herd import config as hc
-        from herd.agents.impala.config import ImpalaConfig
 
         updater = self.learner.updater
         current = updater.config  # type: ignore[attr-defined]
-        new = hc.build(ImpalaConfig, hc.merge(hc.to_dict(current), agent_update), prefix="agent.")
+        config_cls = type(current)
+        new = hc.build(config_cls, hc.merge(hc.to_dict(current), agent_update), prefix="agent.")
         applied, restart = [], []
-        for f in dataclasses.fields(ImpalaConfig):
+        for f in dataclasses.fields(config_cls):
             if getattr(new, f.name) != getattr(current, f.name):
-                (applied if f.name in HOT_AGENT_FIELDS else restart).append(f"agent.{f.name}")
+                (applied if f.name in self.hot_fields else restart).append(f"agent.{f.name}")
         hot = {name.split(".", 1)[1]: getattr(new, name.split(".", 1)[1]) for name in applied}
         updater.config = dataclasses.replace(current, **hot)  # type: ignore[attr-defined]
         if "publish_every" in hot:

@@ -15,103 +15,25 @@ from typing import Any, Mapping
 
 from herd.options import CoordOptions, SecurityOptions, ServerOptions
 
+from herd.tables import DURABILITY, RATE_LIMITER_NAMES, SELECTOR_NAMES, TableConfig, check_int
 from replay_service.rate_limiters import MinSize, Queue, RateLimiter, SampleToInsertRatio
 from replay_service.selectors import SELECTORS, make_selector
 from replay_service.table import Table
 
-RATE_LIMITER_NAMES = ("queue", "min_size", "sample_to_insert_ratio")
-DURABILITY = ("none", "checkpoint", "wal")
+__all__ = ["DURABILITY", "RATE_LIMITER_NAMES", "ReplayServiceConfig", "TableConfig", "make_rate_limiter", "make_table"]
+
+# The table spec in herd/ names selectors without importing them: the two lists must agree.
+assert set(SELECTOR_NAMES) == set(SELECTORS), (SELECTOR_NAMES, sorted(SELECTORS))
 
 
-@dataclasses.dataclass(frozen=True)
-class TableConfig:
-    """One replay table: selectors, capacity and rate limiter (validated on construction)."""
+def make_rate_limiter(config: TableConfig) -> RateLimiter:
+    """A fresh limiter as ``config`` describes (each table needs its own)."""
+    if config.rate_limiter == "queue":
+        return Queue(config.max_size)
+    if config.rate_limiter == "min_size":
+        return MinSize(config.min_size_to_sample)
+    return SampleToInsertRatio(config.samples_per_insert, config.min_size_to_sample, config.error_buffer)
 
-    name: str = "replay"
-    """Table name; actors insert into it and the learner samples from it."""
-    sampler: str = "fifo"
-    """Which item is sampled next: fifo, lifo, uniform, prioritized, max_heap or min_heap."""
-    remover: str = "fifo"
-    """Which item is evicted when the table is full (same choices as sampler)."""
-    max_size: int = 1024
-    """Most items the table holds; for the queue limiter this is the queue size."""
-    max_times_sampled: int = 1
-    """An item is deleted after this many samples (0 = never)."""
-    rate_limiter: str = "queue"
-    """queue (IMPALA: each item sampled once, in order), min_size or sample_to_insert_ratio."""
-    min_size_to_sample: int = 1
-    """Samples wait until the table holds this many items (min_size, sample_to_insert_ratio)."""
-    samples_per_insert: float = 1.0
-    """Target samples per inserted item (sample_to_insert_ratio)."""
-    error_buffer: float = 100.0
-    """Allowed drift of inserts * samples_per_insert - samples around its target (sample_to_insert_ratio)."""
-    priority_exponent: float = 0.6
-    """α of the prioritized selector: P(i) = p_i^α / Σ_j p_j^α."""
-    durability: str = "checkpoint"
-    """none (memory only), checkpoint (restored from the last checkpoint) or wal (also every
-    acknowledged insert: acked only once fsynced to an append-only log); needs checkpoint_dir."""
-    wal_fsync_interval_ms: float = 10.0
-    """wal: inserts arriving within this many ms share one fsync (0 = fsync as soon as possible)."""
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"name: expected a non-empty string, got {self.name!r}")
-        for field in ("sampler", "remover"):
-            value = getattr(self, field)
-            if value not in SELECTORS:
-                raise ValueError(f"{field}: {value!r} is not one of {sorted(SELECTORS)}")
-        _check_int("max_size", self.max_size, 1)
-        _check_int("max_times_sampled", self.max_times_sampled, 0)
-        _check_int("min_size_to_sample", self.min_size_to_sample, 1)
-        if self.durability not in DURABILITY:
-            raise ValueError(f"durability: {self.durability!r} is not one of {list(DURABILITY)}")
-        ms = self.wal_fsync_interval_ms
-        if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not math.isfinite(ms) or ms < 0:
-            raise ValueError(f"wal_fsync_interval_ms: expected a finite number >= 0, got {ms!r}")
-        if self.rate_limiter not in RATE_LIMITER_NAMES:
-            raise ValueError(f"rate_limiter: {self.rate_limiter!r} is not one of {list(RATE_LIMITER_NAMES)}")
-        for field in ("samples_per_insert", "error_buffer", "priority_exponent"):
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"{field}: expected a finite number, got {value!r}")
-        if self.samples_per_insert <= 0:
-            raise ValueError(f"samples_per_insert: must be > 0, got {self.samples_per_insert}")
-        if self.priority_exponent < 0:
-            raise ValueError(f"priority_exponent: must be >= 0, got {self.priority_exponent}")
-        if self.rate_limiter == "queue":
-            wanted = {"sampler": "fifo", "remover": "fifo", "max_times_sampled": 1}
-            for field, value in wanted.items():
-                if getattr(self, field) != value:
-                    raise ValueError(
-                        f"{field}: the queue rate limiter needs {field}={value!r}, "
-                        f"got {getattr(self, field)!r} "
-                        "(or choose rate_limiter 'min_size' / 'sample_to_insert_ratio')"
-                    )
-        if self.rate_limiter == "sample_to_insert_ratio":
-            try:
-                self.make_rate_limiter()
-            except ValueError as e:
-                raise ValueError(f"error_buffer: {e}") from None
-
-    def make_rate_limiter(self) -> RateLimiter:
-        """A fresh limiter as configured (each table needs its own)."""
-        if self.rate_limiter == "queue":
-            return Queue(self.max_size)
-        if self.rate_limiter == "min_size":
-            return MinSize(self.min_size_to_sample)
-        return SampleToInsertRatio(self.samples_per_insert, self.min_size_to_sample, self.error_buffer)
-
-    @classmethod
-    def queue(cls, name: str, size: int) -> "TableConfig":
-        """IMPALA's preset: FIFO, each item sampled exactly once, at most ``size`` items waiting."""
-        return cls(name=name, sampler="fifo", remover="fifo", max_size=size, max_times_sampled=1,
-                   rate_limiter="queue")
-
-    @classmethod
-    def uniform_replay(cls, name: str, max_size: int, min_size: int = 1) -> "TableConfig":
-        """Classic replay: uniform with replacement, oldest evicted first, samples wait for ``min_size``."""
-        return cls(name=name, sampler="uniform", remover="fifo", max_size=max_size, max_times_sampled=0,
-                   rate_limiter="min_size", min_size_to_sample=min_size)
 
 
 def make_table(config: TableConfig, seed: int = 0) -> Table:
@@ -122,14 +44,9 @@ def make_table(config: TableConfig, seed: int = 0) -> Table:
         make_selector(config.remover, config.priority_exponent),
         max_size=config.max_size,
         max_times_sampled=config.max_times_sampled,
-        rate_limiter=config.make_rate_limiter(),
+        rate_limiter=make_rate_limiter(config),
         seed=seed,
     )
-
-
-def _check_int(field: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{field}: expected an integer >= {minimum}, got {value!r}")
 
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
@@ -198,8 +115,8 @@ class ReplayServiceConfig:
                     f"tables[{i}].durability: 'wal' needs checkpoint_every_seconds > 0 "
                     "(only checkpoints truncate the log)"
                 )
-        _check_int("seed", self.seed, 0)
-        _check_int("max_concurrent_calls", self.max_concurrent_calls, 4)
+        check_int("seed", self.seed, 0)
+        check_int("max_concurrent_calls", self.max_concurrent_calls, 4)
 
     def table_names(self) -> list[str]:
         """The names of the configured tables, in order."""

@@ -38,8 +38,7 @@ from herd.v1 import replay_pb2
 from herd.wire.fastpb import length_delimited
 from herd.wire.status import UnavailableError
 from replay_service.reconnect import CONNECTION_CODES, Backoff, error_from_rpc, status_code
-from replay_service.servicer import INSERT_WINDOW_METADATA, INSERTED_KEYS_METADATA, PACKED_INSERTS_METADATA
-from replay_service.table import InsertTimeout
+from replay_service.protocol import INSERT_WINDOW_METADATA, INSERTED_KEYS_METADATA, PACKED_INSERTS_METADATA, InsertTimeout
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,8 @@ import sys
 import time
 from typing import Any, ClassVar
 
+from herd.tables import check_ratio_range
+
 _BIG = sys.float_info.max  # "no bound" (finite, so it round-trips through JSON)
 
 
@@ -168,18 +170,8 @@ class SampleToInsertRatio(RateLimiter):
     name = "sample_to_insert_ratio"
 
     def __init__(self, samples_per_insert: float, min_size_to_sample: int, error_buffer: float) -> None:
-        eb = float(error_buffer)
-        if not math.isfinite(eb):
-            raise ValueError(f"error_buffer must be finite, got {error_buffer!r}")
-        spi = float(samples_per_insert)
-        if not (math.isfinite(spi) and spi > 0):
-            raise ValueError(f"samples_per_insert must be finite and > 0, got {samples_per_insert!r}")
-        if 2 * eb < 2 * max(1.0, spi):
-            raise ValueError(
-                f"error_buffer ({eb}) gives a range of {2 * eb}, narrower than "
-                f"2 * max(1, samples_per_insert) = {2 * max(1.0, spi)}: inserts and/or samples "
-                "could block for good"
-            )
+        check_ratio_range(samples_per_insert, error_buffer)
+        eb, spi = float(error_buffer), float(samples_per_insert)
         offset = spi * min_size_to_sample
         super().__init__(spi, min_size_to_sample, offset - eb, offset + eb)
         self.error_buffer = eb

@@ -1,7 +1,8 @@
 """The learner side of the ``Sample`` stream: batches prefetched in the background, decoded without copies.
 
-Where it sits: the learner builds ``SampleStream(replay.table(name), batch_size, prefetch=2)``
-and calls :meth:`SampleStream.next` once per update. A background thread keeps a ``Sample`` call
+Where it sits: the learner builds ``SampleStream(replay.table(name), batch_size, prefetch=1,
+batches_per_call=1)`` as its ``BatchSource`` and calls :meth:`SampleStream.sample` once per
+update: it is the learner's one sampling path. A background thread keeps a ``Sample`` call
 open and fills a bounded queue of decoded batches. On a broken connection it reconnects with
 backoff (0.1 s doubling to 5 s); a bad request (unknown table, bad batch size) is raised from
 :meth:`next`.
@@ -70,6 +71,7 @@ class SampleStream:
         self.table = table.name
         self.batch_size = batch_size
         self._sample = table.sample_raw
+        self._table_client = table
         self._batches: queue.Queue[SampledBatch] = queue.Queue(maxsize=prefetch)
         self._lock = threading.Lock()
         self._call: Optional[grpc.Future] = None
@@ -95,6 +97,18 @@ class SampleStream:
                 raise UnavailableError(f"sample stream of {self.table!r} is closed")
             if deadline is not None and time.monotonic() >= deadline:
                 raise RateLimitTimeout(f"no batch of {self.batch_size} from table {self.table!r} within {timeout}s")
+
+    # -- the learner's BatchSource (herd.interfaces) ----------------------------------------
+
+    def sample(self, batch_size: int, timeout: Optional[float] = None) -> SampledBatch:
+        """The next prefetched batch (``batch_size`` must be the stream's)."""
+        if batch_size != self.batch_size:
+            raise ValueError(f"batch_size: this stream samples {self.batch_size} items, asked for {batch_size}")
+        return self.next(timeout)
+
+    def update_priorities(self, keys, priorities) -> None:
+        """Sets priorities of sampled items in the table the stream samples from."""
+        self._table_client.update_priorities(keys, priorities)
 
     def __iter__(self) -> Iterator[SampledBatch]:
         return self

@@ -36,7 +36,8 @@ from replay_service.call_state import BlockedCalls, InsertStreams
 from replay_service.checkpoint import checkpoint_path
 from replay_service.info import table_info
 from replay_service.insert_acks import ACK_DELAY_SECONDS, END, AckQueue, Stored, ack_message, last_positions, unpacked
-from replay_service.table import InsertTimeout, Table, TableClosed
+from replay_service.protocol import INSERT_WINDOW_METADATA, INSERTED_KEYS_METADATA, PACKED_INSERTS_METADATA, InsertTimeout
+from replay_service.table import Table, TableClosed
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +46,6 @@ WAIT_SLICE_SECONDS = 0.2
 """Longest a handler blocks on a table before re-checking that its call is alive and the server up."""
 MAX_BATCH_SIZE = 100_000
 """Largest ``batch_size`` a Sample call may ask for (RESOURCE_EXHAUSTED above)."""
-INSERTED_KEYS_METADATA = "herd-inserted-keys"
-"""Trailing metadata of an Insert that timed out part-way: comma-separated keys that did get in."""
-PACKED_INSERTS_METADATA = "herd-insert-packed"
-"""Initial metadata of an Insert stream: "1" when the server unpacks ``InsertRequest.packed``."""
-INSERT_WINDOW_METADATA = "herd-insert-window"
-"""Initial metadata of an Insert stream: how many unacknowledged requests a client should allow."""
 DURABLE_INSERT_WINDOW = 1024
 """The window advised when a table here is durable (wal): its acks wait for the group commit (one fsync
 interval plus the fsync, ~10-30 ms), so a stream moves at most a window per commit: 1024 small requests

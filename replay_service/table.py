@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from herd.interfaces import RateLimitTimeout, SampledBatch
+from replay_service.protocol import InsertTimeout
 from herd.types import stack_items
 from replay_service import wal_records as wr
 from replay_service.rate_limiters import MinSize, Queue, RateLimiter, TableState, WaitClock
@@ -34,19 +35,11 @@ from replay_service.table_persistence import TablePersistence
 if TYPE_CHECKING:
     from replay_service.wal import WriteAheadLog
 
-__all__ = ["InsertTimeout", "Table", "TableClosed", "TableInfo", "queue", "uniform_replay"]
+__all__ = ["Table", "TableClosed", "TableInfo", "queue", "uniform_replay"]
 
 
 class TableClosed(RuntimeError):
     """Raised by calls on (or blocked in) a table that has been closed."""
-
-
-class InsertTimeout(RateLimitTimeout):
-    """An insert that timed out part-way: ``keys`` are the items that did get in."""
-
-    def __init__(self, message: str, keys: list[int]) -> None:
-        super().__init__(message)
-        self.keys = keys
 
 
 @dataclasses.dataclass(frozen=True)

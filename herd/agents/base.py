@@ -4,8 +4,11 @@ An agent is two halves that meet only through named weights:
 
 * a ``Policy`` (actor side): batched inference for N environments, returning
   actions and whatever the learner needs recorded (behaviour logits);
-* an ``Updater`` (learner side): one gradient step on a time-major batch, and
-  the weights to publish.
+* an ``Updater`` (learner side): one gradient step on a sampled batch (with its keys
+  and sampling probabilities), returning metrics and, for prioritized replay, new
+  priorities; and the weights to publish.
+
+What else an agent declares (its tables, adder, presets) is in ``herd.agents.spec``.
 """
 
 from __future__ import annotations
@@ -16,13 +19,14 @@ from typing import Any, Mapping, Protocol
 import numpy as np
 
 from herd.envs.registry import EnvInfo  # re-exported: what an agent builds its network from
+from herd.interfaces import SampledBatch
 
-__all__ = ["EnvInfo", "Policy", "PolicyOutput", "Updater"]
+__all__ = ["EnvInfo", "Policy", "PolicyOutput", "SampledBatch", "UpdateResult", "Updater"]
 
 
 @dataclasses.dataclass
 class PolicyOutput:
-    """One batched acting step: actions ``[N]`` and extras to record ``name -> [N, ...]``."""
+    """One batched acting step: actions ``[N, *action_shape]`` and extras to record ``name -> [N, ...]``."""
 
     action: np.ndarray
     extras: dict[str, np.ndarray]
@@ -45,11 +49,21 @@ class Policy(Protocol):
         """Switches to published weights."""
 
 
+@dataclasses.dataclass
+class UpdateResult:
+    """What one update returns: scalar metrics (all exported: logs, TensorBoard, Prometheus;
+    keys ending in ``_loss`` as loss terms) and optional new priorities ``[B]`` for the
+    sampled keys, which the learner sends to the replay off its critical path."""
+
+    metrics: dict[str, float]
+    priorities: np.ndarray | None = None
+
+
 class Updater(Protocol):
     """The learning half of an agent (lives in the learner)."""
 
-    def update(self, batch: Mapping[str, np.ndarray]) -> dict[str, float]:
-        """One gradient step on a ``[T + 1, B, ...]`` batch; returns scalar metrics."""
+    def update(self, batch: SampledBatch) -> UpdateResult:
+        """One gradient step on a sampled batch (``batch.data`` is time-major ``[T, B, ...]``)."""
 
     def weights(self) -> dict[str, np.ndarray]:
         """The weights actors need, as numpy arrays."""

@@ -29,7 +29,7 @@ from typing import Any, Protocol, Sequence
 import dm_env
 import numpy as np
 
-from herd.envs.registry import info_from_specs, make_env, parse_env_name
+from herd.envs.registry import ActionSpec, info_from_specs, make_env, parse_env_name
 from herd.types import FIRST, LAST, MID
 
 assert (FIRST, MID, LAST) == (0, 1, 2)  # GymVectorBatchedEnv.step computes MID + done
@@ -60,19 +60,29 @@ class BatchedEnv(Protocol):
     @property
     def num_actions(self) -> int: ...
 
+    @property
+    def action_spec(self) -> ActionSpec: ...
+
     def reset(self) -> BatchedTimeStep:
         """Resets every environment: all ``FIRST``."""
         ...
 
     def step(self, actions: np.ndarray) -> BatchedTimeStep:
-        """Applies ``actions`` (int64 ``[N]``); environments that were at ``LAST`` reset instead."""
+        """Applies ``actions`` (int64 ``[N]``, or ``[N, *shape]`` floats for continuous actions); environments that were at ``LAST`` reset instead."""
         ...
 
     def close(self) -> None: ...
 
 
-def _check_actions(actions: np.ndarray, num_envs: int) -> np.ndarray:
+def _check_actions(actions: np.ndarray, num_envs: int, spec: ActionSpec | None = None) -> np.ndarray:
+    """Discrete actions as int64 ``[N]``; continuous ones (``spec``) as ``[N, *shape]`` floats."""
     actions = np.asarray(actions)
+    if spec is not None and not spec.discrete:
+        if actions.shape != (num_envs, *spec.shape) or actions.dtype.kind != "f":
+            raise ValueError(
+                f"actions must be a float array of shape {(num_envs, *spec.shape)}, got {actions.dtype} {actions.shape}"
+            )
+        return actions.astype(spec.dtype, copy=False)
     if actions.shape != (num_envs,) or actions.dtype.kind not in "iu":
         raise ValueError(
             f"actions must be an integer array of shape ({num_envs},), "
@@ -116,15 +126,21 @@ class SequentialBatchedEnv:
     def num_actions(self) -> int:
         return self._info.num_actions
 
+    @property
+    def action_spec(self) -> ActionSpec:
+        return self._info.action_spec
+
     def reset(self) -> BatchedTimeStep:
         self._started = True
         return self._stack([env.reset() for env in self._envs])
 
     def step(self, actions: np.ndarray) -> BatchedTimeStep:
-        actions = _check_actions(actions, len(self._envs))
+        spec = self._info.action_spec
+        actions = _check_actions(actions, len(self._envs), spec)
         if not self._started:
             return self.reset()
-        return self._stack([env.step(a) for env, a in zip(self._envs, actions.tolist())])
+        per_env = actions.tolist() if spec.discrete else list(actions)
+        return self._stack([env.step(a) for env, a in zip(self._envs, per_env)])
 
     def _stack(self, steps: list[dm_env.TimeStep]) -> BatchedTimeStep:
         # dm_env FIRST steps carry reward = discount = None: they become 0 and 1.
@@ -214,6 +230,10 @@ class GymVectorBatchedEnv:
     @property
     def num_actions(self) -> int:
         return self._num_actions
+
+    @property
+    def action_spec(self) -> ActionSpec:
+        return ActionSpec.discrete_actions(self._num_actions)
 
     def reset(self) -> BatchedTimeStep:
         obs, _ = self._env.reset(seed=self._seed)

@@ -13,8 +13,8 @@ Names are ``<scheme>:<target>``:
   ``dm_env.Environment``.
 * ``fake:<preset>`` — the deterministic test env of ``herd/testing/fake_env.py``.
 
-Only discrete action spaces are supported by the actor for now: :func:`env_spec` raises a
-``ValueError`` for continuous (``Box``) actions, e.g. ``gym:Pendulum-v1``.
+Actions are discrete (``DiscreteArray``) or bounded float arrays (``BoundedArray``, e.g.
+``gym:Pendulum-v1``); which an agent accepts is its spec's business (``herd.agents.registry``).
 """
 
 from __future__ import annotations
@@ -43,20 +43,71 @@ class EnvName:
 
 
 @dataclasses.dataclass(frozen=True)
+class ActionSpec:
+    """What an action is: ``num_values`` choices (discrete, shape ``()``), or a bounded float
+    array of ``shape`` in ``[minimum, maximum]`` (continuous; ``num_values == 0``)."""
+
+    shape: tuple[int, ...] = ()
+    dtype: np.dtype = np.dtype(np.int64)
+    num_values: int = 0
+    minimum: tuple[float, ...] = ()
+    maximum: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+        object.__setattr__(self, "dtype", np.dtype(self.dtype))
+        object.__setattr__(self, "minimum", tuple(float(x) for x in np.ravel(self.minimum)))
+        object.__setattr__(self, "maximum", tuple(float(x) for x in np.ravel(self.maximum)))
+        if self.num_values < 0:
+            raise ValueError(f"num_values must be >= 0, got {self.num_values}")
+        if self.discrete and (self.shape != () or self.dtype.kind not in "iu"):
+            raise ValueError(f"a discrete action is an integer scalar, got {self.dtype} {self.shape}")
+        if not self.discrete and self.dtype.kind != "f":
+            raise ValueError(f"a continuous action is a float array, got {self.dtype}")
+
+    @property
+    def discrete(self) -> bool:
+        return self.num_values > 0
+
+    @property
+    def kind(self) -> str:
+        """``discrete`` or ``continuous``: what an agent's spec says it supports."""
+        return "discrete" if self.discrete else "continuous"
+
+    @classmethod
+    def discrete_actions(cls, num_values: int) -> "ActionSpec":
+        return cls((), np.int64, num_values)
+
+
+@dataclasses.dataclass(frozen=True)
 class EnvInfo:
-    """What the agent needs to know about a task to build its network."""
+    """What the agent needs to know about a task to build its network.
+
+    ``num_actions`` is the number of discrete actions (0 for continuous actions); ``action``
+    is the full action spec, derived from ``num_actions`` when not given.
+    """
 
     observation_shape: tuple[int, ...]
     observation_dtype: np.dtype
-    num_actions: int
-    task: str  # the environment name it was read from
+    num_actions: int = 0
+    task: str = ""  # the environment name it was read from
+    action: ActionSpec | None = None
 
     def __post_init__(self) -> None:
         # Normalized so that EnvInfo((4,), "float32", ...) == EnvInfo([4], np.float32, ...).
         object.__setattr__(self, "observation_shape", tuple(self.observation_shape))
         object.__setattr__(self, "observation_dtype", np.dtype(self.observation_dtype))
-        if self.num_actions < 1:
-            raise ValueError(f"num_actions must be >= 1, got {self.num_actions}")
+        if self.action is None:
+            if self.num_actions < 1:
+                raise ValueError(f"num_actions must be >= 1, got {self.num_actions}")
+            object.__setattr__(self, "action", ActionSpec.discrete_actions(self.num_actions))
+        elif self.action.num_values != self.num_actions:
+            raise ValueError(f"num_actions {self.num_actions} disagrees with the action spec {self.action}")
+
+    @property
+    def action_spec(self) -> ActionSpec:
+        assert self.action is not None  # set in __post_init__
+        return self.action
 
 
 def _allowed() -> str:
@@ -151,18 +202,25 @@ def make_env(name: str, seed: int, **kwargs: Any) -> dm_env.Environment:
 
 
 def info_from_specs(name: str, observation_spec: Any, action_spec: Any) -> EnvInfo:
-    """:class:`EnvInfo` from ``dm_env`` specs; ``ValueError`` unless actions are discrete."""
-    if not isinstance(action_spec, specs.DiscreteArray):
-        raise ValueError(
-            f"{name!r}: only discrete action spaces are supported, got action spec {action_spec!r}"
-        )
+    """:class:`EnvInfo` from ``dm_env`` specs: discrete, or bounded continuous, actions."""
     if not isinstance(observation_spec, specs.Array):
         raise ValueError(f"{name!r}: only single-array observations are supported")
+    if isinstance(action_spec, specs.DiscreteArray):
+        action = ActionSpec.discrete_actions(int(action_spec.num_values))
+    elif isinstance(action_spec, specs.BoundedArray) and np.dtype(action_spec.dtype).kind == "f":
+        shape = tuple(action_spec.shape)
+        action = ActionSpec(shape, action_spec.dtype, 0,
+                            np.broadcast_to(action_spec.minimum, shape), np.broadcast_to(action_spec.maximum, shape))
+    else:
+        raise ValueError(
+            f"{name!r}: actions must be discrete or a bounded float array, got action spec {action_spec!r}"
+        )
     return EnvInfo(
         observation_shape=tuple(observation_spec.shape),
         observation_dtype=np.dtype(observation_spec.dtype),
-        num_actions=int(action_spec.num_values),
+        num_actions=action.num_values,
         task=name,
+        action=action,
     )
 
 

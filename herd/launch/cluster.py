@@ -25,7 +25,7 @@ from herd import config as hc
 from herd.envs.registry import EnvInfo
 from herd.fsutil import atomic_write
 from herd.launch.redis_keeper import RedisKeeper
-from herd.launch.run_config import RunConfig
+from herd.run_config import RunConfig
 from herd.launch.supervisor import ServiceSpec, Supervisor
 from herd.launch.tls_files import SecureFiles
 from herd.telemetry.progress import Progress
@@ -156,6 +156,10 @@ def up(
         ports[plan.name] = port
     prom = None
     specs = service_specs(config, run_dir, redis_url, run_id, secure_files, ports)
+    from herd.launch.status import run_dir_security  # (status imports this module)
+
+    evaluation = ClusterEvaluation(config, info, f"127.0.0.1:{ports['params']}",
+                                   run_dir_security(run_dir) if secure else None, recorder)
     supervisor = Supervisor(specs, os.path.join(run_dir, "logs"))
     stop = threading.Event()
     previous_handlers = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -191,6 +195,7 @@ def up(
                                    log_path=os.path.abspath(os.path.join(run_dir, "logs", "prometheus.log"))).start()
             print(f"prometheus: {prom.url}", file=sys.stderr, flush=True)
         supervisor.start_all()
+        evaluation.start()
         while not stop.is_set():
             supervisor.poll()
             try:
@@ -214,6 +219,7 @@ def up(
                 if prom is not None:  # restarted services come back on new ports: keep scraping them
                     _update_scrape_targets(prom, coordinator, supervisor)
             display.update(env_steps, int(counters.get("learner_steps", 0)), recorder.mean_return())
+            evaluation.env_steps = env_steps
             if env_steps >= config.steps:
                 break
             stop.wait(0.2)
@@ -227,6 +233,7 @@ def up(
         # Actors first (no new data), then the learner (final checkpoint), then the stores.
         supervisor.stop([s.name for s in specs if s.kind == "actor"])
         supervisor.stop(["learner"], timeout=60.0)
+        evaluation.finish()  # the final round, with the weights the learner published last
         supervisor.stop(["replay", "params"], timeout=30.0)
         try:
             counters = keeper.poll() or counters
@@ -254,6 +261,7 @@ def up(
     return recorder.finish(
         {
             "mode": "up",
+            "agent": config.agent_name,
             "env": config.env,
             "seed": config.seed,
             "run_id": run_id,
@@ -267,6 +275,75 @@ def up(
             "restarts": {**supervisor.restarts(), "redis": keeper.restarts},
         }
     )
+
+
+class ClusterEvaluation:
+    """``herd up``'s evaluation rounds (``herd.evaluation``), in a thread of the supervisor process.
+
+    Rounds run every ``eval_every`` env steps of the run's counters, with the newest weights of
+    the parameter server, and once more after the learner has stopped (``finish``), so the last
+    round scores the final weights. Running them here rather than in an actor keeps acting at
+    full speed and lets the final round wait for the learner's last publish.
+    """
+
+    def __init__(self, config: RunConfig, info: EnvInfo, params_address: str, security: Any, recorder: RunRecorder):
+        self.config = config
+        self.info = info
+        self.params_address = params_address
+        self.security = security
+        self.recorder = recorder
+        self.env_steps = 0  # set by the supervisor loop from the Redis counters
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="evaluation", daemon=True)
+        self._evaluator: Any = None
+        self._client: Any = None
+
+    def _ensure(self) -> Any:
+        if self._evaluator is None:
+            from herd.agents import registry
+            from herd.evaluation import Evaluator
+            from param_server.client import ParamClient
+
+            spec = registry.get(self.config.agent_name)
+            self._client = ParamClient(self.params_address, security=self.security)
+            self._evaluator = Evaluator(
+                self.config.env, spec.make_eval_policy(self.config.agent, self.info, self.config.seed), self._client,
+                self.config.eval_episodes, self.config.seed, vectorized=self.config.vectorized_env,
+            )
+        return self._evaluator
+
+    def _round(self) -> None:
+        with self._lock:
+            evaluator = self._ensure()
+            self.recorder.evaluation(evaluator.run(self.env_steps))
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        from herd.evaluation import eval_due
+
+        rounds = 0
+        while not self._stop.wait(0.5):
+            if eval_due(self.env_steps, self.config.eval_every, rounds):
+                rounds = self.env_steps // self.config.eval_every
+                try:
+                    self._round()
+                except Exception as e:  # noqa: BLE001 - params restarting: the next round tries again
+                    log.warning("evaluation round failed", extra={"error": str(e)})
+
+    def finish(self) -> None:
+        """Stops the periodic rounds and plays the final one."""
+        self._stop.set()
+        self._thread.join(timeout=300.0)
+        try:
+            self._round()
+        except Exception as e:  # noqa: BLE001 - no weights reachable: the summary says no evaluation
+            log.warning("final evaluation round failed", extra={"error": str(e)})
+        if self._evaluator is not None:
+            self._evaluator.close()
+            self._client.close()
 
 
 def _update_scrape_targets(prom: Any, coordinator: Any, supervisor: Supervisor) -> None:

@@ -1,11 +1,13 @@
-"""``herd train``: the whole IMPALA system in one process, deterministic for a seed.
+"""``herd train``: the whole system in one process, deterministic for a seed.
 
 The same classes the services wrap — ``Actor`` (actor_service), ``Table``
 (replay_service), ``ParameterStore`` (param_server), ``Learner``
-(learner_service) — wired in-process and stepped in one thread: every actor
-writes one unroll per environment, then the learner consumes every full batch
-the queue holds. Acting and learning alternate, so a run is reproducible from
-its seed, and the policy lag is at most one version.
+(learner_service) — and the agent the registry names, wired in-process and stepped
+in one thread: every actor makes one write of its adder (IMPALA: an unroll per
+environment; DQN: a few steps of n-step transitions), then the learner steps until
+the table's rate limiter says no (a queue: it is empty; a sample-to-insert ratio:
+the ratio is reached). Acting and learning alternate, so a run is reproducible from
+its seed. Evaluation rounds run every ``eval_every`` env steps and at the end.
 """
 
 from __future__ import annotations
@@ -18,16 +20,19 @@ import torch
 
 from actor_service.loop import Actor, env_seed
 from herd import config as hc
-from herd.agents.impala.agent import ImpalaPolicy, ImpalaUpdater
+from herd.agents import registry as agents
+from herd.agents.spec import ActingContext
 from herd.envs.batched import make_batched_env
 from herd.envs.registry import EnvInfo
-from herd.launch.run_config import RunConfig
+from herd.evaluation import Evaluator, eval_due
+from herd.interfaces import RateLimitTimeout
+from herd.run_config import RunConfig
 from herd.telemetry.progress import Progress
 from herd.telemetry.run_dir import RunRecorder
 from herd.types import EpisodeRecord
 from learner_service.learner import Learner, latest_checkpoint, prune_checkpoints
 from param_server.store import ParameterStore
-from replay_service.config import TableConfig, make_table
+from replay_service.config import make_table
 
 
 
@@ -42,12 +47,14 @@ def train(
     """Trains until ``config.steps`` environment steps; returns the summary it writes."""
     torch.set_num_threads(config.torch_threads)
     cfg = config.agent
+    spec = agents.get(config.agent_name)
     recorder = RunRecorder(run_dir, hc.to_dict(config), tensorboard=tensorboard)
     store = ParameterStore()
-    table = make_table(TableConfig.queue("trajectories", size=config.replay_queue_size), seed=config.seed)
-    updater = ImpalaUpdater(cfg, info, total_env_steps=config.steps, seed=config.seed)
+    table = make_table(spec.table(cfg, config), seed=config.seed)
+    updater = spec.make_updater(cfg, info, config)
     learner = Learner(
-        updater, table, store, cfg.batch_size, publish_every=cfg.publish_every, sample_timeout=0
+        updater, table, store, cfg.batch_size, publish_every=cfg.publish_every, sample_timeout=0,
+        frames_per_item=spec.frames_per_item(cfg),
     )
     env_steps = 0
     resumed = latest_checkpoint(recorder.checkpoint_dir)
@@ -70,13 +77,14 @@ def train(
     for i in range(config.actors):
         seed = env_seed(config.seed, i, config.envs_per_actor)
         env = make_batched_env(config.env, config.envs_per_actor, seed, vectorized=config.vectorized_env)
+        first = i * config.envs_per_actor
+        context = ActingContext(seed, range(first, first + config.envs_per_actor), config.total_envs)
         actors.append(
             Actor(
                 env,
-                ImpalaPolicy(cfg, info, seed=seed),
-                table,
+                spec.make_policy(cfg, info, context),
+                spec.make_adder(cfg, info, table),
                 store,
-                cfg.unroll_length,
                 actor_id=f"actor-{i}",
                 task=info.task,
                 pull_every=cfg.pull_every,
@@ -84,6 +92,9 @@ def train(
             )
         )
 
+    evaluator = Evaluator(config.env, spec.make_eval_policy(cfg, info, config.seed), store, config.eval_episodes,
+                          config.seed, vectorized=config.vectorized_env)
+    evaluator.rounds = env_steps // config.eval_every if config.eval_every else 0  # a resumed run goes on counting
     display = Progress(config.steps, enabled=progress)
     start = time.monotonic()
     start_steps = env_steps
@@ -93,8 +104,11 @@ def train(
             actor.run_unroll()
             env_steps += actor.stats.env_steps - counted[i]
             counted[i] = actor.stats.env_steps
-        while table.info().size >= cfg.batch_size:
-            metrics = learner.step()
+        while True:  # learn until the rate limiter says no
+            try:
+                metrics = learner.step()
+            except RateLimitTimeout:
+                break
             if learner.stats.steps % 10 == 0:
                 recorder.scalars("learner", metrics, env_steps)
             if learner.stats.steps - last_checkpoint >= config.checkpoint_every:
@@ -102,7 +116,11 @@ def train(
                 prune_checkpoints(recorder.checkpoint_dir, keep=3)
                 last_checkpoint = learner.stats.steps
         display.update(env_steps, learner.stats.steps, recorder.mean_return())
+        if eval_due(env_steps, config.eval_every, evaluator.rounds):
+            recorder.evaluation(evaluator.run(env_steps))
     wall = time.monotonic() - start
+    recorder.evaluation(evaluator.run(env_steps))  # the final round: what summary.json reports
+    evaluator.close()
     display.update(env_steps, learner.stats.steps, recorder.mean_return(), force=True)
     display.close()
     learner.save_checkpoint(recorder.checkpoint_dir, {"env_steps": env_steps})
@@ -117,6 +135,7 @@ def train(
     return recorder.finish(
         {
             "mode": "train",
+            "agent": config.agent_name,
             "env": config.env,
             "seed": config.seed,
             "env_steps": env_steps,

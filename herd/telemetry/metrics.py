@@ -45,6 +45,7 @@ LEARNER_FPS = "herd_learner_frames_per_second"
 BATCH_WAIT_SECONDS = "herd_learner_batch_wait_seconds"
 UPDATE_SECONDS = "herd_learner_update_seconds"
 LOSS = "herd_learner_loss"
+LEARNER_METRIC = "herd_learner_metric"
 GRAD_NORM = "herd_learner_grad_norm"
 LEARNING_RATE = "herd_learner_learning_rate"
 LEARNER_PARAM_VERSION = "herd_learner_param_version"
@@ -65,8 +66,16 @@ GRPC_HANDLING_SECONDS = "herd_grpc_server_handling_seconds"
 PROCESS_CPU_SECONDS = "herd_process_cpu_seconds_total"
 PROCESS_RESIDENT_BYTES = "herd_process_resident_memory_bytes"
 
-LOSS_TERMS = {"total_loss": "total", "pg_loss": "pg", "baseline_loss": "baseline", "entropy_loss": "entropy"}
-"""``Updater.update`` metric key -> ``term`` label of :data:`LOSS`."""
+_LOSS_SUFFIX = "_loss"
+"""An ``Updater.update`` metric ``<term>_loss`` is exported as :data:`LOSS` with label ``term=<term>``
+(IMPALA: total, pg, baseline, entropy; DQN: total, q); every other scalar the updater returns,
+except those with gauges of their own, as :data:`LEARNER_METRIC` with label ``name``."""
+_OWN_GAUGES = frozenset({"grad_norm", "learning_rate", "batch_wait_seconds", "policy_lag"})
+
+
+def loss_term(key: str) -> str | None:
+    """The ``term`` label of metric ``key``, or None when it is not a loss."""
+    return key[: -len(_LOSS_SUFFIX)] if key.endswith(_LOSS_SUFFIX) and len(key) > len(_LOSS_SUFFIX) else None
 
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 RPC_BUCKETS = LATENCY_BUCKETS + (30, 60, 300)
@@ -125,8 +134,10 @@ class LearnerMetrics:
                                     buckets=LATENCY_BUCKETS, registry=registry)
         self.update_time = Histogram(UPDATE_SECONDS, "Time of one update (loss, backward, optimizer step)",
                                      buckets=LATENCY_BUCKETS, registry=registry)
-        loss = Gauge(LOSS, "Loss terms of the last update (summed over time and batch)", ["term"], registry=registry)
-        self.loss = {key: loss.labels(term) for key, term in LOSS_TERMS.items()}
+        self.loss = Gauge(LOSS, "Loss terms of the last update, as the agent's updater reports them", ["term"],
+                          registry=registry)
+        self.other = Gauge(LEARNER_METRIC, "Other scalars the agent's updater reports for its last update",
+                           ["name"], registry=registry)
         self.grad_norm = Gauge(GRAD_NORM, "Global gradient norm of the last update, before clipping",
                                registry=registry)
         self.learning_rate = Gauge(LEARNING_RATE, "Learning rate of the last update", registry=registry)
@@ -149,9 +160,12 @@ class LearnerMetrics:
         if now - t0 >= self._fps_window:
             self.fps.set((self._frames - f0) / (now - t0))
             self._fps_mark = (now, self._frames)
-        for key, gauge in self.loss.items():
-            if key in metrics:
-                gauge.set(metrics[key])
+        for key, value in metrics.items():
+            term = loss_term(key)
+            if term is not None:
+                self.loss.labels(term).set(value)
+            elif key not in _OWN_GAUGES:
+                self.other.labels(key).set(value)
         if "grad_norm" in metrics:
             self.grad_norm.set(metrics["grad_norm"])
         if "learning_rate" in metrics:

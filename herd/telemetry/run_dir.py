@@ -1,7 +1,8 @@
 """Everything a run leaves in its run directory.
 
 ``config.yaml`` (the resolved config), ``episodes.csv`` (one row per finished
-episode), ``tb/`` (TensorBoard event log), ``checkpoints/``, and at the end
+training episode), ``eval.csv`` (one row per evaluation episode, ``herd.evaluation``),
+``tb/`` (TensorBoard event log), ``checkpoints/``, and at the end
 ``learning_curve.png`` and ``summary.json``. ``herd train`` and ``herd up`` write
 the same files through this class.
 """
@@ -37,6 +38,14 @@ class RunRecorder:
         self._episodes = csv.writer(self._episodes_file)
         if fresh:
             self._episodes.writerow(EPISODE_COLUMNS)
+        eval_path = os.path.join(run_dir, "eval.csv")
+        eval_fresh = not os.path.exists(eval_path) or os.path.getsize(eval_path) == 0
+        self._eval_file = open(eval_path, "a", newline="")
+        self._eval = csv.writer(self._eval_file)
+        if eval_fresh:
+            self._eval.writerow(EPISODE_COLUMNS)
+        self.last_eval: list[float] = []  # returns of the last evaluation round
+        self.eval_curve: list[tuple[int, float]] = []  # (env_steps, mean return) of every round
         self.returns: collections.deque[float] = collections.deque(maxlen=100)
         self.curve: list[tuple[int, float]] = []  # (env_steps, return) of every episode
         self.episodes = 0
@@ -61,6 +70,22 @@ class RunRecorder:
             self._writer.add_scalar("episode/length", record.episode_length, record.env_steps)
         self._maybe_flush()
 
+    def evaluation(self, records: list[EpisodeRecord]) -> None:
+        """One evaluation round: its episodes go to ``eval.csv``, their mean to TensorBoard."""
+        for r in records:
+            self._eval.writerow((r.env_steps, f"{r.episode_return:.6g}", r.episode_length, r.task))
+        self._eval_file.flush()
+        if not records:
+            return
+        self.last_eval = [r.episode_return for r in records]
+        mean = sum(self.last_eval) / len(self.last_eval)
+        self.eval_curve.append((records[0].env_steps, mean))
+        if self._writer is not None:
+            self._writer.add_scalar("eval/mean_return", mean, records[0].env_steps)
+
+    def mean_eval_return(self) -> Optional[float]:
+        return sum(self.last_eval) / len(self.last_eval) if self.last_eval else None
+
     def scalars(self, prefix: str, values: Mapping[str, float], env_steps: int) -> None:
         if self._writer is not None:
             for name, value in values.items():
@@ -82,18 +107,24 @@ class RunRecorder:
         full = dict(summary)
         full.setdefault("episodes", self.episodes)
         full.setdefault("mean_episode_return_last_100", self.mean_return())
+        full.setdefault("mean_eval_return", self.mean_eval_return())
+        full.setdefault("eval_episodes", len(self.last_eval))
         with open(os.path.join(self.run_dir, "summary.json"), "w") as f:
             json.dump(full, f, indent=2, sort_keys=True)
             f.write("\n")
         self._episodes_file.close()
+        self._eval_file.close()
         if self._writer is not None:
             self._writer.close()
-        plot_learning_curve(self.curve, os.path.join(self.run_dir, "learning_curve.png"), full)
+        plot_learning_curve(self.curve, os.path.join(self.run_dir, "learning_curve.png"), full, self.eval_curve)
         return full
 
 
-def plot_learning_curve(curve: list[tuple[int, float]], path: str, summary: Mapping[str, Any]) -> None:
-    """Episode returns against env steps, with the mean of the last 100 episodes."""
+def plot_learning_curve(
+    curve: list[tuple[int, float]], path: str, summary: Mapping[str, Any],
+    eval_curve: Optional[list[tuple[int, float]]] = None,
+) -> None:
+    """Episode returns against env steps, with the mean of the last 100 episodes and the evaluation rounds."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,6 +141,9 @@ def plot_learning_curve(curve: list[tuple[int, float]], path: str, summary: Mapp
             smooth.append(sum(window) / len(window))
         ax.plot(steps, returns, ".", markersize=2, alpha=0.3, label="episode return")
         ax.plot(steps, smooth, "-", linewidth=2, label="mean of last 100")
+    if eval_curve:
+        ax.plot([s for s, _ in eval_curve], [r for _, r in eval_curve], "o-", label="evaluation (mean)")
+    if curve or eval_curve:
         ax.legend(loc="lower right")
     ax.set_xlabel("environment steps")
     ax.set_ylabel("episode return")

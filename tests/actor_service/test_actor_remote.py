@@ -6,7 +6,8 @@ import pytest
 
 from actor_service.loop import Actor
 from actor_service.main import PipelinedWriter
-from herd.agents.impala.agent import ImpalaPolicy
+from herd.adders import SequenceAdder
+from herd.agents.impala.acting import ImpalaPolicy
 from herd.agents.impala.config import ImpalaConfig
 from herd.envs.batched import make_batched_env
 from herd.envs.registry import env_spec
@@ -52,7 +53,7 @@ def test_unrolls_arrive_unchanged_with_inserts_in_flight(replay_address):
     table = client.table("trajectories")
     writer = _Recording(PipelinedWriter(table, max_in_flight=4))
     weights = {k: v.numpy() for k, v in policy.network.state_dict().items()}
-    actor = Actor(make_batched_env("gym:CartPole-v1", 4, seed=3), policy, writer, _FixedParams(weights), 5)
+    actor = Actor(make_batched_env("gym:CartPole-v1", 4, seed=3), policy, SequenceAdder(writer, 6, 5), _FixedParams(weights))
     for _ in range(12):
         actor.run_unroll()
     writer.inner.drain(timeout=10)

@@ -8,7 +8,10 @@ import pytest
 
 from actor_service.loop import Actor
 from actor_service.servicer import ActorServicer, EpisodeWindow
-from herd.agents.impala.agent import ImpalaPolicy, ImpalaUpdater
+from herd.adders import SequenceAdder
+from herd.agents.impala.spec import SPEC as IMPALA
+from herd.agents.impala.acting import ImpalaPolicy
+from herd.agents.impala.learning import ImpalaUpdater
 from herd.agents.impala.config import ImpalaConfig
 from herd.control import PauseGate
 from herd.envs.batched import make_batched_env
@@ -29,7 +32,7 @@ CFG = ImpalaConfig.classic_control()
 def learner_stub():
     store = ParameterStore()
     learner = Learner(ImpalaUpdater(CFG, INFO, 1000, 0), make_table(TableConfig.queue("q", 8)), store, 8)
-    servicer = LearnerServicer(learner, PauseGate(), "learner-a", lambda: "learner-a")
+    servicer = LearnerServicer(learner, PauseGate(), "learner-a", lambda: "learner-a", hot_fields=IMPALA.hot_fields)
     running = start_server(
         lambda s: learner_pb2_grpc.add_LearnerServiceServicer_to_server(servicer, s), ["herd.v1.LearnerService"]
     )
@@ -43,7 +46,7 @@ def learner_stub():
 def actor_stub():
     store = ParameterStore()
     policy = ImpalaPolicy(CFG, INFO, seed=0)
-    actor = Actor(make_batched_env("gym:CartPole-v1", 2, 0), policy, make_table(TableConfig.queue("q", 8)), store, 5)
+    actor = Actor(make_batched_env("gym:CartPole-v1", 2, 0), policy, SequenceAdder(make_table(TableConfig.queue("q", 8)), 6, 5), store)
     servicer = ActorServicer(actor, PauseGate(), EpisodeWindow())
     running = start_server(
         lambda s: actor_pb2_grpc.add_ActorServiceServicer_to_server(servicer, s), ["herd.v1.ActorService"]
@@ -130,7 +133,7 @@ def test_learner_status_answers_while_redis_is_down():
         raise ConnectionError("Redis at 127.0.0.1:6379 unreachable")
 
     learner = Learner(ImpalaUpdater(CFG, INFO, 1000, 0), make_table(TableConfig.queue("q", 8)), ParameterStore(), 8)
-    servicer = LearnerServicer(learner, PauseGate(), "learner-a", unreachable)
+    servicer = LearnerServicer(learner, PauseGate(), "learner-a", unreachable, hot_fields=IMPALA.hot_fields)
     running = start_server(
         lambda s: learner_pb2_grpc.add_LearnerServiceServicer_to_server(servicer, s), ["herd.v1.LearnerService"]
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from herd.agents.impala.agent import sample_categorical
+from herd.agents.impala.acting import sample_categorical
 
 
 def test_frequencies_match_softmax_within_a_statistical_bound() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from herd.cli import DEFAULT_CONTAINER_PORT
-from herd.launch.run_config import load_run_config
+from herd.run_config import load_run_config
 from herd.testing.deploy import dir_volumes, normalise, parse_serve, unknown_herd_variables, up_services
 
 ROOT = Path(__file__).resolve().parents[2]

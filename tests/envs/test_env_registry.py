@@ -79,9 +79,20 @@ def test_env_spec() -> None:
     )
 
 
-def test_env_spec_rejects_continuous_actions() -> None:
-    with pytest.raises(ValueError, match="only discrete action spaces"):
-        env_spec("gym:Pendulum-v1")
+def test_env_spec_reads_bounded_continuous_actions() -> None:
+    info = env_spec("gym:Pendulum-v1")
+    assert info.num_actions == 0 and not info.action_spec.discrete
+    assert info.action_spec.shape == (1,) and info.action_spec.kind == "continuous"
+    assert info.action_spec.minimum == (-2.0,) and info.action_spec.maximum == (2.0,)
+
+
+def test_agents_without_continuous_actions_refuse_them_naming_the_agent() -> None:
+    from herd.config import ConfigError
+    from herd.run_config import load_run_config
+
+    for agent in ("impala", "dqn"):
+        with pytest.raises(ConfigError, match=f"continuous actions, but agent '{agent}' supports discrete"):
+            load_run_config(None, {"env": "gym:Pendulum-v1", "agent_name": agent})
 
 
 def test_env_info_normalizes() -> None:

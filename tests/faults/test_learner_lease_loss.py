@@ -13,7 +13,7 @@ import pytest
 from actor_service.config import ActorServiceConfig
 from actor_service.main import serve as serve_actor
 from herd.coord import Coordinator
-from herd.launch.run_config import load_run_config
+from herd.run_config import load_run_config
 from herd.options import CoordOptions
 from herd.testing.servers import ServiceThread
 from herd.v1 import learner_pb2, learner_pb2_grpc
@@ -44,7 +44,7 @@ def test_learner_without_its_lease_stops_publishing(redis_url, run_id, tmp_path)
     coord_options = CoordOptions(redis_url=redis_url, run_id=run_id)
     services = [
         ServiceThread(serve_replay, ReplayServiceConfig(
-            coord=coord_options, tables=(TableConfig.queue("trajectories", run.replay_queue_size),)), name="replay"),
+            coord=coord_options, tables=run.replay.tables), name="replay"),
         ServiceThread(serve_params, ParamServerConfig(coord=coord_options), name="params"),
     ]
     params = ParamClient(services[1].address)

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from herd.cli import build_parser, main
-from herd.launch.run_config import load_run_config
+from herd.run_config import load_run_config
 from herd.wire.server import start_server
 
 

@@ -5,7 +5,7 @@ import pytest
 from herd import config as hc
 from herd.agents.impala.config import ImpalaConfig
 from herd.envs.registry import EnvInfo
-from herd.launch.run_config import load_run_config
+from herd.run_config import load_run_config
 
 VECTOR = EnvInfo(observation_shape=(4,), observation_dtype="float32", num_actions=2, task="t")
 IMAGE = EnvInfo(observation_shape=(4, 84, 84), observation_dtype="uint8", num_actions=6, task="t")

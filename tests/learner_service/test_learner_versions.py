@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from herd.agents.impala.agent import ImpalaUpdater
+from herd.agents.impala.learning import ImpalaUpdater
 from herd.agents.impala.config import ImpalaConfig
 from herd.envs.registry import EnvInfo
 from learner_service.learner import Learner, latest_checkpoint

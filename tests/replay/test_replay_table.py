@@ -13,7 +13,8 @@ import pytest
 from herd.interfaces import BatchSource, RateLimitTimeout, TrajectoryWriter
 from replay_service.rate_limiters import MinSize, Queue, SampleToInsertRatio
 from replay_service.selectors import Fifo, Lifo, MinHeap, Prioritized, Uniform
-from replay_service.table import InsertTimeout, Table, TableClosed, queue, uniform_replay
+from replay_service.protocol import InsertTimeout
+from replay_service.table import Table, TableClosed, queue, uniform_replay
 
 pytestmark = pytest.mark.timeout(30)  # a lost wake-up fails fast instead of hanging the suite
 

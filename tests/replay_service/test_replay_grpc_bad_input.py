@@ -15,7 +15,7 @@ from herd.v1 import replay_pb2, replay_pb2_grpc, tensor_pb2
 from herd.wire.codec import encode_map
 from replay_service.client import ReplayClient
 from replay_service.config import TableConfig
-from replay_service.servicer import INSERTED_KEYS_METADATA
+from replay_service.protocol import INSERTED_KEYS_METADATA
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 

@@ -11,7 +11,7 @@ import pytest
 from herd.interfaces import BatchSource, RateLimitTimeout, TrajectoryWriter
 from replay_service.client import ReplayClient, SampleStream, TableClient
 from replay_service.config import TableConfig
-from replay_service.table import InsertTimeout
+from replay_service.protocol import InsertTimeout
 
 
 @pytest.fixture(scope="module")

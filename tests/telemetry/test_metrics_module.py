@@ -44,8 +44,11 @@ def test_learner_step_sets_losses_norm_lag_and_frame_rate():
     m.record_step(step, 160, 8, update_seconds=0.02)
     assert registry.get_sample_value(hm.LEARNER_STEPS) == 2
     assert registry.get_sample_value(hm.LEARNER_FRAMES) == 320
-    for key, term in hm.LOSS_TERMS.items():
+    for key, term in {"total_loss": "total", "pg_loss": "pg", "baseline_loss": "baseline",
+                      "entropy_loss": "entropy"}.items():
         assert registry.get_sample_value(hm.LOSS, {"term": term}) == step[key]
+    assert registry.get_sample_value(hm.LEARNER_METRIC, {"name": "rho_mean"}) == 1.0
+    assert registry.get_sample_value(hm.LEARNER_METRIC, {"name": "grad_norm"}) is None  # has its own gauge
     assert registry.get_sample_value(hm.GRAD_NORM) == 3.0
     assert registry.get_sample_value(hm.LEARNER_POLICY_LAG) == 2.5
     assert registry.get_sample_value(hm.LEARNER_PARAM_VERSION) == 8

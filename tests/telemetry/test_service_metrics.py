@@ -9,7 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from herd.coord import Coordinator
-from herd.launch.run_config import load_run_config
+from herd.run_config import load_run_config
 from herd.launch.status import cluster_status
 from herd.options import CoordOptions, ServerOptions
 from herd.telemetry import metrics as hm
@@ -95,8 +95,9 @@ def test_every_service_serves_its_own_metrics_registered_in_redis(cluster):
 
     assert _value(learner, hm.LEARNER_STEPS) >= 3
     assert _value(learner, hm.LEARNER_FRAMES) == 5 * 2 * _value(learner, hm.LEARNER_STEPS)
-    for term in hm.LOSS_TERMS.values():
+    for term in ("total", "pg", "baseline", "entropy"):  # IMPALA's: whatever the updater returns is exported
         assert (hm.LOSS, frozenset({("term", term)})) in learner
+    assert (hm.LEARNER_METRIC, frozenset({("name", "mean_entropy")})) in learner
     assert _value(learner, hm.GRAD_NORM) > 0
     assert _value(learner, hm.BATCH_WAIT_SECONDS + "_count") >= 3
     assert _value(learner, hm.LEARNER_PARAM_VERSION) >= 1

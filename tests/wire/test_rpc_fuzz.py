@@ -92,8 +92,10 @@ def _control_servers() -> Iterator[tuple[str, str]]:
     """Lightweight real actor and learner servicers (CartPole, tiny agent), served as their main.py does."""
     from actor_service.loop import Actor
     from actor_service.servicer import ActorServicer, EpisodeWindow
-    from herd.agents.impala.agent import ImpalaPolicy, ImpalaUpdater
+    from herd.agents.impala.acting import ImpalaPolicy
+    from herd.agents.impala.learning import ImpalaUpdater
     from herd.agents.impala.config import ImpalaConfig
+    from herd.adders import SequenceAdder
     from herd.control import PauseGate
     from herd.envs.batched import make_batched_env
     from herd.envs.registry import env_spec
@@ -107,7 +109,7 @@ def _control_servers() -> Iterator[tuple[str, str]]:
     info = env_spec("gym:CartPole-v1")
     cfg = ImpalaConfig.classic_control()
     actor = Actor(make_batched_env("gym:CartPole-v1", 2, 0), ImpalaPolicy(cfg, info, seed=0),
-                  make_table(TableConfig.queue("q", 8)), ParameterStore(), 5)
+                  SequenceAdder(make_table(TableConfig.queue("q", 8)), 6, 5), ParameterStore())
     actor_servicer = ActorServicer(actor, PauseGate(), EpisodeWindow())
     learner = Learner(ImpalaUpdater(cfg, info, 1000, 0), make_table(TableConfig.queue("q", 8)), ParameterStore(), 8)
     learner_servicer = LearnerServicer(learner, PauseGate(), "learner-fuzz", lambda: "learner-fuzz")

@@ -282,7 +282,7 @@ def test_token_not_in_repr():
 def test_serve_flags_and_env(files, monkeypatch):
     """``herd serve`` builds SecurityOptions from HERD_TLS_* / HERD_TOKEN_FILE, and names a bad file."""
     from herd import cli
-    from herd.launch.run_config import load_run_config
+    from herd.run_config import load_run_config
 
     monkeypatch.setenv("HERD_TLS_CERT", files.server_cert)
     monkeypatch.setenv("HERD_TLS_KEY", files.server_key)

@@ -1,0 +1,83 @@
+"""Evaluation rounds: the agent's evaluation policy in environments of its own.
+
+Where it sits: ``herd train`` and ``herd up`` (the composition root) own one ``Evaluator``.
+Every ``eval_every`` env steps, and once more when training ends, it pulls the latest
+weights from a ``VariableSource`` (the parameter store, or the parameter server's client),
+plays ``episodes`` episodes at once — one per environment, seeded apart from every training
+environment — and returns their records. The run dir keeps them in ``eval.csv``, and
+``summary.json`` reports the last round's mean as ``mean_eval_return``. Training returns of
+exploring actors say little about the policy itself; these do.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from herd import types as ht
+from herd.agents.base import Policy
+from herd.envs.batched import make_batched_env
+from herd.interfaces import VariableSource
+
+EVAL_SEED_OFFSET = 7_777_777  # evaluation envs draw from seeds no training env of the run uses
+
+
+class Evaluator:
+    """Plays whole episodes with ``policy`` on ``episodes`` environments of ``env_name``."""
+
+    def __init__(
+        self,
+        env_name: str,
+        policy: Policy,
+        variables: VariableSource,
+        episodes: int,
+        seed: int,
+        *,
+        param_name: str = "policy",
+        vectorized: bool | None = None,
+        max_steps: int = 1_000_000,
+    ) -> None:
+        self.policy = policy
+        self.variables = variables
+        self.episodes = episodes
+        self.param_name = param_name
+        self.task = env_name
+        self.max_steps = max_steps
+        self.rounds = 0
+        self._env = make_batched_env(env_name, episodes, seed * 1_000_003 + EVAL_SEED_OFFSET, vectorized=vectorized)
+
+    def run(self, env_steps: int) -> list[ht.EpisodeRecord]:
+        """One round with the newest weights: the first episode of every environment.
+
+        ``env_steps`` (the run's count when the round starts) stamps the records.
+        """
+        params = self.variables.fetch(self.param_name, min_version=self.policy.version + 1)
+        if params is not None:
+            self.policy.load(params.version, params.tensors)
+        n = self.episodes
+        ts = self._env.reset()
+        state = self.policy.initial_state(n)
+        returns = np.zeros(n, np.float64)
+        lengths = np.zeros(n, np.int64)
+        done = np.zeros(n, bool)
+        for _ in range(self.max_steps):
+            out, state = self.policy.step(ts.observation, ts.step_type == ht.FIRST, state)
+            ts = self._env.step(out.action)
+            going = ~done & (ts.step_type != ht.FIRST)
+            returns[going] += ts.reward[going]
+            lengths[going] += 1
+            done |= going & (ts.step_type == ht.LAST)
+            if done.all():
+                break
+        self.rounds += 1
+        return [
+            ht.EpisodeRecord(env_steps, float(returns[i]), int(lengths[i]), self.task, actor_id="eval")
+            for i in range(n) if done[i]
+        ]
+
+    def close(self) -> None:
+        self._env.close()
+
+
+def eval_due(env_steps: int, eval_every: int, rounds_done: int) -> bool:
+    """Whether an evaluation round is due: one every ``eval_every`` env steps (0: never during training)."""
+    return eval_every > 0 and env_steps >= (rounds_done + 1) * eval_every
