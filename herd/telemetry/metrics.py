@@ -66,7 +66,6 @@ GRPC_HANDLING_SECONDS = "herd_grpc_server_handling_seconds"
 PROCESS_CPU_SECONDS = "herd_process_cpu_seconds_total"
 PROCESS_RESIDENT_BYTES = "herd_process_resident_memory_bytes"
 
-_LOSS_SUFFIX = "_loss"
 """An ``Updater.update`` metric ``<term>_loss`` is exported as :data:`LOSS` with label ``term=<term>``
 (IMPALA: total, pg, baseline, entropy; DQN: total, q); every other scalar the updater returns,
 except those with gauges of their own, as :data:`LEARNER_METRIC` with label ``name``."""
@@ -75,7 +74,7 @@ _OWN_GAUGES = frozenset({"grad_norm", "learning_rate", "batch_wait_seconds", "po
 
 def loss_term(key: str) -> str | None:
     """The ``term`` label of metric ``key``, or None when it is not a loss."""
-    return key[: -len(_LOSS_SUFFIX)] if key.endswith(_LOSS_SUFFIX) and len(key) > len(_LOSS_SUFFIX) else None
+    return key[: -len("_loss")] if key.endswith("_loss") and len(key) > len("_loss") else None
 
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 RPC_BUCKETS = LATENCY_BUCKETS + (30, 60, 300)
