@@ -13,6 +13,7 @@ import math
 from typing import Any, Literal, Mapping, Optional
 
 from herd import config as hc
+from herd import docs_links
 from herd.agents.impala.config import ImpalaConfig
 from herd.envs.registry import EnvInfo, env_spec
 
@@ -93,13 +94,13 @@ def load_run_config(
     raw = hc.merge(raw, overrides or {})
     agent_raw = raw.pop("agent", {}) or {}
     if not isinstance(agent_raw, Mapping):
-        raise hc.ConfigError("config key 'agent' must be a mapping of agent fields")
+        raise hc.ConfigError("config key 'agent' must be a mapping of agent fields", docs_links.AGENTS)
     run = hc.build(RunConfig, raw)
     if info is None:
         try:
             info = env_spec(run.env)
         except (ValueError, ImportError) as e:
-            raise hc.ConfigError(f"config key 'env': {e}") from e
+            raise hc.ConfigError(f"config key 'env': {e}", docs_links.ENVIRONMENTS) from e
     base = hc.to_dict(preset(run.agent_preset, info))
     agent = hc.build(ImpalaConfig, hc.merge(base, agent_raw), prefix="agent.")
     return dataclasses.replace(run, agent=agent), info
