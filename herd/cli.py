@@ -247,9 +247,11 @@ def _service_config(args: argparse.Namespace, run: Any) -> Any:
         from replay_service.config import ReplayServiceConfig, TableConfig
 
         if run.replay_durability == "wal" and not args.checkpoint_dir:
-            raise hc.ConfigError("config key 'replay_durability': 'wal' needs --checkpoint-dir (the log lives there)")
+            raise hc.ConfigError("config key 'replay_durability': 'wal' needs --checkpoint-dir (the log lives there)",
+                                 docs_links.config_page(type(run)))
         if run.replay_checkpoint_every_seconds and not args.checkpoint_dir:
-            raise hc.ConfigError("config key 'replay_checkpoint_every_seconds': periodic checkpoints need --checkpoint-dir")
+            raise hc.ConfigError("config key 'replay_checkpoint_every_seconds': periodic checkpoints need --checkpoint-dir",
+                                 docs_links.config_page(type(run)))
         table = dataclasses.replace(TableConfig.queue("trajectories", run.replay_queue_size),
                                     durability=run.replay_durability,
                                     wal_fsync_interval_ms=run.replay_wal_fsync_interval_ms)
