@@ -154,7 +154,7 @@ def _default(f: dataclasses.Field) -> str:
         return f"its defaults ({_link(type(value))})"
     if dataclasses.is_dataclass(value) or (isinstance(value, (tuple, list)) and value
                                            and dataclasses.is_dataclass(value[0])):
-        return "`" + yaml.safe_dump(hc.to_dict(value), default_flow_style=True, width=10_000).strip() + "`"
+        return "`" + yaml.safe_dump(hc.to_dict(value), default_flow_style=True, sort_keys=False, width=10_000).strip() + "`"
     if isinstance(value, (tuple, list)):
         return "`[" + ", ".join(_scalar(v) for v in value) + "]`"
     return f"`{_scalar(value)}`"
