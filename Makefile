@@ -1,4 +1,4 @@
-# The two commands of the README: `make run` (train on a local cluster) and `make test`.
+# The two commands the README starts with: `make run` (train on a local cluster) and `make test`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.herd-setup

@@ -2,7 +2,7 @@
 
     python benchmarks/train_throughput.py [--steps 200000] [--actors 2] [--envs-per-actor 16]
 
-Numbers, not assertions: the README quotes what this prints on the 2-core machine.
+Numbers, not assertions: docs/benchmarks/throughput.md quotes what this prints on the 2-core machine.
 """
 
 from __future__ import annotations

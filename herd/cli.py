@@ -14,16 +14,18 @@ import sys
 from typing import Any, Optional, Sequence
 
 from herd import config as hc
+from herd import docs_links
 
 
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--env", help="environment, e.g. gym:CartPole-v1 (default from config)")
-    p.add_argument("--agent", dest="agent_name", help="agent to train: impala (default) or dqn (herd/agents registry)")
+    p.add_argument("--env", help=f"environment, e.g. gym:CartPole-v1 (default from config; names: {docs_links.ENVIRONMENTS})")
+    p.add_argument("--agent", dest="agent_name",
+                   help=f"agent to train: impala (default) or dqn (agents: {docs_links.AGENTS})")
     p.add_argument("--steps", type=int, help="environment steps to train for")
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--actors", type=int, help="number of actors")
     p.add_argument("--envs-per-actor", type=int, dest="envs_per_actor", help="environments per actor")
-    p.add_argument("--config", metavar="FILE.yaml", help="YAML config file (see README)")
+    p.add_argument("--config", metavar="FILE.yaml", help=f"YAML config file (every key: {docs_links.CONFIGURATION})")
     p.add_argument("--run-dir", dest="run_dir", help="output directory (default runs/<env>-seed<seed>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its latest checkpoint")
     p.add_argument("--quiet", action="store_true", help="no live progress display")
@@ -37,9 +39,11 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="herd", description="Herd: distributed deep RL (IMPALA, Ape-X DQN) as gRPC microservices."
+        prog="herd", description="Herd: distributed deep RL (IMPALA, Ape-X DQN) as gRPC microservices.",
+        epilog=docs_links.HELP_EPILOG,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_parser_with_docs_epilog)
     train = sub.add_parser("train", help="train in one process (actors, replay, learner, params in-process)")
     _add_run_flags(train)
     up = sub.add_parser("up", help="run a local cluster: Redis, params, replay, learner and actors as processes")
@@ -68,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the answer")
     health.add_argument("--service", default="", help="service name to ask about (default: the whole server)")
     return parser
+
+
+def _parser_with_docs_epilog(**kwargs: Any) -> argparse.ArgumentParser:
+    """Subcommand parsers end their --help with the same pointer into docs/."""
+    kwargs.setdefault("epilog", docs_links.HELP_EPILOG)
+    return argparse.ArgumentParser(**kwargs)
 
 
 SERVE_KINDS = ("replay", "params", "learner", "actor")
@@ -242,10 +252,11 @@ def _service_config(args: argparse.Namespace, run: Any) -> Any:
         for table in run.replay.tables:
             if table.durability == "wal" and not args.checkpoint_dir:
                 raise hc.ConfigError(
-                    f"config key 'replay.tables.{table.name}.durability': 'wal' needs --checkpoint-dir (the log lives there)"
-                )
+                    f"config key 'replay.tables.{table.name}.durability': 'wal' needs --checkpoint-dir "
+                    "(the log lives there)", docs_links.config_page(type(run.replay)))
         if run.replay.checkpoint_every_seconds and not args.checkpoint_dir:
-            raise hc.ConfigError("config key 'replay.checkpoint_every_seconds': periodic checkpoints need --checkpoint-dir")
+            raise hc.ConfigError("config key 'replay.checkpoint_every_seconds': periodic checkpoints need --checkpoint-dir",
+                                 docs_links.config_page(type(run.replay)))
         return ReplayServiceConfig(
             server=server, coord=coord, security=security, tables=run.replay.tables,
             checkpoint_dir=args.checkpoint_dir, checkpoint_every_seconds=run.replay.checkpoint_every_seconds,

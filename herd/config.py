@@ -2,8 +2,9 @@
 and ``HERD_*`` environment variables. Only entry points call this; library code
 receives the typed values.
 
-Every error names the offending key and what is allowed, e.g.
-``unknown config key 'agent.learning_rat'; allowed keys of 'agent': ...``.
+Every error names the offending key and what is allowed, and ends with the docs page
+that explains it (``herd.docs_links``), e.g. ``unknown config key 'agent.learning_rat';
+allowed keys of 'agent': ...; see docs/configuration.md#impalaconfig``.
 """
 
 from __future__ import annotations
@@ -15,11 +16,26 @@ from typing import Any, Mapping, Sequence, TypeVar
 
 import yaml
 
+from herd import docs_links
+
 T = TypeVar("T")
 
 
 class ConfigError(ValueError):
-    """A bad config file, flag or override; the message names the key."""
+    """A bad config file, flag or override; the message names the key.
+
+    ``docs`` is the docs page that explains the key (``herd.docs_links``); ``str()`` ends with
+    ``; see <docs>``. :func:`build` fills it in with the section of the dataclass it builds
+    unless the raiser chose a page already.
+    """
+
+    def __init__(self, message: str, docs: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.docs = docs
+
+    def __str__(self) -> str:
+        return f"{self.message}; {docs_links.see(self.docs)}" if self.docs else self.message
 
 
 def option(default: Any, help: str) -> Any:  # noqa: A002 - "help" reads best at the call sites
@@ -28,11 +44,42 @@ def option(default: Any, help: str) -> Any:  # noqa: A002 - "help" reads best at
 
 
 def field_help(cls: type, name: str) -> str:
-    """The help text of a dataclass field (its ``metadata['help']``)."""
+    """The help text of a dataclass field: its ``metadata['help']``, else its attribute docstring."""
+    return field_docs(cls).get(name, "")
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Every field's help text of dataclass ``cls``: ``option(help=...)`` metadata, or the
+    string literal right below the field (an attribute docstring, as in ``TableConfig``)."""
+    docs = _attribute_docstrings(cls)
+    out = {}
     for f in dataclasses.fields(cls):
-        if f.name == name:
-            return str(f.metadata.get("help", ""))
-    return ""
+        text = str(f.metadata.get("help", "")) or docs.get(f.name, "")
+        out[f.name] = " ".join(text.split())
+    return out
+
+
+def _attribute_docstrings(cls: type) -> dict[str, str]:
+    """``name -> docstring`` of the ``name: T = ...`` lines of ``cls``'s source followed by a string."""
+    import ast
+    import inspect
+    import textwrap
+
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError, SyntaxError):  # no source (e.g. built in a REPL)
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for node, after in zip(body, body[1:]):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                    and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                    and isinstance(after.value.value, str)):
+                docs[node.target.id] = after.value.value
+    return docs
 
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
@@ -52,8 +99,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
             try:
                 return _coerce(value, arg, key)
             except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(errors[0] if errors else f"config key '{key}': bad value {value!r}")
+                errors.append(e)
+        raise errors[0] if errors else ConfigError(f"config key '{key}': bad value {value!r}")
     if origin is typing.Literal:
         for allowed in args:
             if value == allowed or str(value) == str(allowed):
@@ -108,6 +155,15 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
 
 def build(cls: type[T], values: Mapping[str, Any], prefix: str = "") -> T:
     """Builds dataclass ``cls`` from a (nested) mapping, checking every key."""
+    try:
+        return _build(cls, values, prefix)
+    except ConfigError as e:
+        if not e.docs:  # the innermost dataclass names the page: nested builds fill it in first
+            e.docs = docs_links.config_page(cls)
+        raise
+
+
+def _build(cls: type[T], values: Mapping[str, Any], prefix: str) -> T:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
     kwargs: dict[str, Any] = {}
@@ -144,18 +200,18 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     nested: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair:
-            raise ConfigError(f"override {pair!r} is not of the form key=value")
+            raise ConfigError(f"override {pair!r} is not of the form key=value", docs_links.CONFIGURATION)
         key, raw = pair.split("=", 1)
         key = key.strip()
         if not key:
-            raise ConfigError(f"override {pair!r} has an empty key")
+            raise ConfigError(f"override {pair!r} has an empty key", docs_links.CONFIGURATION)
         value = yaml.safe_load(raw) if raw.strip() else ""
         node = nested
         parts = key.split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"override {pair!r}: '{part}' is not a section")
+                raise ConfigError(f"override {pair!r}: '{part}' is not a section", docs_links.CONFIGURATION)
         node[parts[-1]] = value
     return nested
 
@@ -179,11 +235,11 @@ def load_yaml(path: str) -> dict[str, Any]:
     except OSError as e:
         raise ConfigError(f"cannot read config file {path}: {e.strerror}") from e
     except yaml.YAMLError as e:
-        raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
+        raise ConfigError(f"config file {path} is not valid YAML: {e}", docs_links.CONFIGURATION) from e
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path}: the top level must be a mapping of keys")
+        raise ConfigError(f"config file {path}: the top level must be a mapping of keys", docs_links.CONFIGURATION)
     return data
 
 

@@ -31,7 +31,7 @@ def fsync_dir(path: str) -> None:
 def drop_cached(fd: int) -> None:
     """Lets the kernel drop a file's (synced) pages from the page cache, for files read back only
     after a restart (logs, big checkpoints): caching them pushes useful pages out, and writing
-    into memory never used before costs ~10x the write itself on a VM (README, "Durability")."""
+    into memory never used before costs ~10x the write itself on a VM (docs/reliability.md, "Replay durability")."""
     if hasattr(os, "posix_fadvise"):
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
 

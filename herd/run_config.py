@@ -17,6 +17,7 @@ import math
 from typing import Any, Mapping, Optional
 
 from herd import config as hc
+from herd import docs_links
 from herd.envs.registry import EnvInfo, env_spec
 from herd.tables import TableConfig
 
@@ -158,7 +159,7 @@ def load_run_config(
     raw = hc.merge(raw, overrides or {})
     agent_raw = raw.pop("agent", {}) or {}
     if not isinstance(agent_raw, Mapping):
-        raise hc.ConfigError("config key 'agent' must be a mapping of agent fields")
+        raise hc.ConfigError("config key 'agent' must be a mapping of agent fields", docs_links.AGENTS)
     replay_raw = raw.pop("replay", {}) or {}
     if not isinstance(replay_raw, Mapping):
         raise hc.ConfigError("config key 'replay' must be a mapping (tables, checkpoint_every_seconds)")
@@ -170,7 +171,7 @@ def load_run_config(
         try:
             info = env_spec(run.env)
         except (ValueError, ImportError) as e:
-            raise hc.ConfigError(f"config key 'env': {e}") from e
+            raise hc.ConfigError(f"config key 'env': {e}", docs_links.ENVIRONMENTS) from e
     if info is not None:
         spec.check_env(info)
     preset = spec.resolve_preset(run.agent_preset, info)

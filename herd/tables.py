@@ -135,3 +135,18 @@ class TableConfig:
 def check_int(field: str, value: object, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{field}: expected an integer >= {minimum}, got {value!r}")
+
+
+def table_summary(config: TableConfig, size: int, inserts: int, samples: int) -> dict:
+    """What ``summary.json`` reports of one table, from the replay's own counters.
+
+    ``samples_per_insert`` is the achieved ratio after warm-up: a ``SampleToInsertRatio``
+    limiter lets inserts through freely until ``min_size_to_sample`` items are in, then holds
+    ``samples ≈ spi · (inserts − min_size_to_sample)``.
+    """
+    out = {"size": size, "inserts": inserts, "samples": samples, "rate_limiter": config.rate_limiter}
+    if config.rate_limiter == "sample_to_insert_ratio":
+        after_warmup = max(1, inserts - config.min_size_to_sample)
+        out["configured_samples_per_insert"] = config.samples_per_insert
+        out["samples_per_insert"] = round(samples / after_warmup, 4)
+    return out

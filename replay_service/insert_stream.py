@@ -50,8 +50,8 @@ DEFAULT_IN_FLIGHT = 32
 """Unacknowledged requests per stream unless the caller chose a window or the server advises a larger one.
 
 32: with requests packed a quarter of the window per message and acks covering several, a
-window of 8 kept too few messages in flight to hide the round trips (README, "Replay over
-gRPC": one 64 KiB item per request, 93% of the echo at 8, 133% at 32); the byte window
+window of 8 kept too few messages in flight to hide the round trips (docs/benchmarks/replay.md, "Replay
+over gRPC": one 64 KiB item per request, 93% of the echo at 8, 133% at 32); the byte window
 (``DEFAULT_IN_FLIGHT_BYTES``) bounds what it holds for re-sending."""
 DEFAULT_IN_FLIGHT_BYTES = 32 << 20
 """Bytes of unacknowledged requests per stream (a window counts requests and bytes, whichever is

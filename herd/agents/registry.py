@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 
 from herd import config as hc
+from herd import docs_links
 from herd.agents.spec import AgentSpec
 
 AGENTS: dict[str, str] = {
@@ -20,7 +21,8 @@ AGENTS: dict[str, str] = {
 def get(name: str) -> AgentSpec:
     """The spec of agent ``name``; ``ConfigError`` naming the known agents otherwise."""
     if name not in AGENTS:
-        raise hc.ConfigError(f"config key 'agent_name': unknown agent {name!r}; known agents: {', '.join(AGENTS)}")
+        raise hc.ConfigError(f"config key 'agent_name': unknown agent {name!r}; known agents: {', '.join(AGENTS)}",
+                             docs_links.AGENTS)
     spec = importlib.import_module(AGENTS[name]).SPEC
     assert isinstance(spec, AgentSpec) and spec.name == name, (name, spec)
     return spec

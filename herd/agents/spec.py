@@ -23,6 +23,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 from herd import config as hc
+from herd import docs_links
 from herd.agents.base import EnvInfo, Policy, Updater
 from herd.tables import TableConfig
 
@@ -68,7 +69,7 @@ class AgentSpec:
         if name not in self.presets:
             raise hc.ConfigError(
                 f"config key 'agent_preset': {name!r} is not a preset of agent {self.name!r}; "
-                f"allowed: auto, {', '.join(self.presets)}"
+                f"allowed: auto, {', '.join(self.presets)}", docs_links.agent_page(self.name)
             )
         return name
 
@@ -78,7 +79,7 @@ class AgentSpec:
         if kind not in self.action_kinds:
             raise hc.ConfigError(
                 f"config key 'env': {info.task} has {kind} actions, but agent {self.name!r} supports "
-                f"{' and '.join(self.action_kinds)} actions only"
+                f"{' and '.join(self.action_kinds)} actions only", docs_links.agent_page(self.name)
             )
 
     def table(self, config: Any, run: "RunConfig") -> TableConfig:

@@ -234,6 +234,8 @@ def up(
         supervisor.stop([s.name for s in specs if s.kind == "actor"])
         supervisor.stop(["learner"], timeout=60.0)
         evaluation.finish()  # the final round, with the weights the learner published last
+        replay_tables = _replay_summary(config, f"127.0.0.1:{ports['replay']}",
+                                        evaluation.security)
         supervisor.stop(["replay", "params"], timeout=30.0)
         try:
             counters = keeper.poll() or counters
@@ -273,8 +275,24 @@ def up(
             "steady_env_steps_per_second": steady,
             "startup_seconds": round(first_step_time - start, 3) if first_step_time else None,
             "restarts": {**supervisor.restarts(), "redis": keeper.restarts},
+            "replay_tables": replay_tables,
         }
     )
+
+
+def _replay_summary(config: RunConfig, address: str, security: Any) -> dict[str, Any]:
+    """Each table's counters as the replay service itself reports them (``Info``), before it stops."""
+    from herd.tables import table_summary
+    from replay_service.client import ReplayClient
+
+    try:
+        with ReplayClient(address, security=security) as client:
+            infos = {t.name: t for t in client.info()}
+    except Exception as e:  # noqa: BLE001 - replay down at the end: the summary goes without
+        log.warning("cannot read the replay's counters", extra={"error": str(e)})
+        return {}
+    return {t.name: table_summary(t, infos[t.name].size, infos[t.name].num_inserts, infos[t.name].num_samples)
+            for t in config.replay.tables if t.name in infos}
 
 
 class ClusterEvaluation:

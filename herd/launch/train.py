@@ -27,6 +27,7 @@ from herd.envs.registry import EnvInfo
 from herd.evaluation import Evaluator, eval_due
 from herd.interfaces import RateLimitTimeout
 from herd.run_config import RunConfig
+from herd.tables import table_summary
 from herd.telemetry.progress import Progress
 from herd.telemetry.run_dir import RunRecorder
 from herd.types import EpisodeRecord
@@ -125,6 +126,9 @@ def train(
     display.close()
     learner.save_checkpoint(recorder.checkpoint_dir, {"env_steps": env_steps})
     prune_checkpoints(recorder.checkpoint_dir, keep=3)
+    info_now = table.info()
+    replay_tables = {info_now.name: table_summary(spec.table(cfg, config), info_now.size, info_now.num_inserts,
+                                                  info_now.num_samples)}
     table.close()
 
     timing = {
@@ -144,6 +148,7 @@ def train(
             "env_steps_per_second": round((env_steps - start_steps) / max(wall, 1e-9), 1),
             "param_version": learner.published_version,
             "timing": {k: round(v, 3) for k, v in timing.items()},
+            "replay_tables": replay_tables,
         }
     )
 

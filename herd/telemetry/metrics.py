@@ -1,4 +1,4 @@
-"""Every Prometheus metric of Herd, in one module (DESIGN.md §6; README "Metrics").
+"""Every Prometheus metric of Herd, in one module (DESIGN.md §6; listed in docs/metrics.md).
 
 Where it sits: each service builds one registry (:func:`new_registry`) and the
 metric set of its kind on it (:class:`ActorMetrics`, :class:`LearnerMetrics`,

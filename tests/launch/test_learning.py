@@ -17,7 +17,7 @@ def _train(run_dir, steps, *extra):
 
 def test_cartpole_learns_within_100k_steps(tmp_path):
     # A uniform random policy averages ~22; the default config reaches ~160 by 100k
-    # steps (and 500 by ~350k, see README). 100 leaves room for numeric drift.
+    # steps (and 500 by ~350k, see docs/benchmarks/learning.md). 100 leaves room for numeric drift.
     summary = _train(tmp_path / "run", 100_000)
     assert summary["env_steps"] >= 100_000
     assert summary["mean_episode_return_last_100"] >= 100, summary

@@ -2,7 +2,7 @@
 
 The defaults are the paper's (Espeholt et al. 2018, arXiv 1802.01561; DESIGN.md §7).
 ``classic_control()`` holds our own defaults for small vector-observation tasks
-such as CartPole, tuned on the 2-core development machine (see README).
+such as CartPole, tuned on the 2-core development machine (docs/agents/impala.md#presets).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class ImpalaConfig:
     def classic_control(cls, **overrides) -> "ImpalaConfig":
         """Our defaults for small vector-observation tasks (CartPole, Acrobot, ...).
 
-        Chosen by a sweep on CartPole-v1 (README, "Measured results"): more, smaller
+        Chosen by a sweep on CartPole-v1 (docs/benchmarks/learning.md): more, smaller
         updates than the paper (B=8, 160 frames each) with Adam, and a 10x smaller
         entropy bonus, which stopped the late-run policy collapses we saw at 0.01.
         The clipped policy loss makes these large, frequent updates robust to the
