@@ -37,6 +37,23 @@ from replay_service.config import make_table
 
 
 
+class _NonBlocking:
+    """The table as the actors of ``herd train`` write to it: acting and learning share one thread,
+    so an insert the rate limiter holds back would wait forever; it fails, saying why, instead."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def insert(self, items: Any, priorities: Any = None, timeout: Optional[float] = None) -> Any:
+        try:
+            return self.table.insert(items, priorities, timeout=30.0)
+        except RateLimitTimeout as e:
+            raise RuntimeError(
+                f"herd train: the replay's rate limiter holds back an actor's insert, which only the learner of "
+                f"this same thread could allow ({e}); widen replay.tables.{self.table.name}.error_buffer"
+            ) from e
+
+
 def train(
     config: RunConfig,
     info: EnvInfo,
@@ -84,7 +101,7 @@ def train(
             Actor(
                 env,
                 spec.make_policy(cfg, info, context),
-                spec.make_adder(cfg, info, table),
+                spec.make_adder(cfg, info, _NonBlocking(table)),
                 store,
                 actor_id=f"actor-{i}",
                 task=info.task,

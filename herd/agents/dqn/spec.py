@@ -28,8 +28,14 @@ def _auto_preset(info: EnvInfo) -> str:
 def error_buffer(config: DQNConfig, run: Any) -> float:
     """How far the ratio may drift: Acme's ``tolerance * spi * min_size``, but at least one round of
     every actor's writes plus a batch, so ``herd train`` (which alternates acting and learning in one
-    thread) never blocks an insert it would have to wait for itself."""
-    round_items = run.total_envs * config.steps_per_write
+    thread) never blocks an insert it would have to wait for itself.
+
+    A round is at most ``steps_per_write + n_step - 1`` transitions per environment (an episode end
+    flushes up to ``n_step`` open ones at once). The tightest point is the end of the warm-up: the
+    first round past ``min_replay_size`` arrives before any sample, and may go ``error_buffer`` past
+    the target.
+    """
+    round_items = run.total_envs * (config.steps_per_write + config.n_step - 1)
     return max(config.samples_per_insert_tolerance * config.samples_per_insert * config.min_replay_size,
                config.samples_per_insert * round_items + config.batch_size)
 
