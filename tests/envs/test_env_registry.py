@@ -20,8 +20,8 @@ def test_parse_valid_names() -> None:
 @pytest.mark.parametrize(
     "name, pattern",
     [
-        ("CartPole-v1", "no scheme.*'gym:'.*'dmenv:'.*'fake:'"),
-        ("atari:Pong", "scheme 'atari'.*allowed schemes: 'gym:', 'dmenv:', 'fake:'"),
+        ("CartPole-v1", "no scheme.*'gym:'.*'atari:'.*'dmenv:'.*'fake:'"),
+        ("mujoco:Ant", "scheme 'mujoco'.*allowed schemes: 'gym:', 'atari:', 'minatar:', 'dmenv:', 'fake:'"),
         ("gym:", "empty target"),
         ("gym:CartPol-v1", "unknown Gymnasium id 'CartPol-v1'; close matches: .*CartPole-v1"),
         ("gym:Xyzzy-v0", "unknown Gymnasium id 'Xyzzy-v0'$"),
