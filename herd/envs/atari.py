@@ -19,7 +19,9 @@ Settings (:data:`SETTINGS`):
 
 * ``paper``: IMPALA's, after Mnih et al. 2016: no sticky actions; every action repeated
   for 4 frames, the observed frame the max over the last two (flicker); 84x84 greyscale;
-  4 frames stacked; a random number of no-ops in ``[0, 30]`` at the start of each game;
+  4 frames stacked (at a game's start the older ones are black); up to 30 no-op frames at
+  the start of each game (a uniform number, frames rather than agent steps, as the
+  no-op starts of Baselines and Gymnasium's ``AtariPreprocessing`` do);
   an episode ends at every life loss (terminal, discount 0), while the game goes on.
 * ``v5``: the emulator as Gymnasium's ``ALE/<Game>-v5`` sets it up (Machado et al. 2018):
   sticky actions with probability 0.25, action repeat 4 keeping the last frame (no
@@ -75,7 +77,7 @@ class AtariSettings:
 
     repeat_action_probability: float  # sticky actions: repeat the previous action instead
     max_pool: bool  # observe the max of the last two of the repeated frames
-    noop_max: int  # up to this many no-ops at the start of each game (uniform in [0, noop_max])
+    noop_max: int  # up to this many no-op frames at the start of each game
     life_loss_episodes: bool  # a life loss ends the learning episode (not the game)
     frameskip: int = 4  # emulator frames per agent step (action repeat)
     full_action_space: bool = False  # all 18 actions instead of the game's minimal set
