@@ -166,6 +166,8 @@ def make_raw_env(name: str, seed: int, **kwargs: Any) -> dm_env.Environment:
             return GymEnv(gym.make(parsed.target, **kwargs), seed=seed)
         except gym.error.DependencyNotInstalled as e:  # e.g. Box2D for LunarLander
             raise MissingDependency(f"{name}: {' '.join(str(e).split())}") from None
+        except ModuleNotFoundError as e:  # an entry point's module imports a missing package
+            raise MissingDependency(f"{name} needs the Python package of module {e.name!r}: {e}") from None
     if parsed.scheme == "atari":
         from herd.envs.atari import AtariEnv
 
