@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import gymnasium as gym
 import pytest
 
 from herd.cli import main
@@ -34,6 +35,8 @@ def test_missing_extra_names_what_to_install(
     monkeypatch: pytest.MonkeyPatch, hidden: tuple[str, ...], name: str, install: str
 ) -> None:
     hide(monkeypatch, *hidden)
+    for env_id in [k for k in gym.registry if k.startswith("ALE/")]:  # registered by an earlier import
+        monkeypatch.delitem(gym.registry, env_id)
     with pytest.raises(MissingDependency) as e:
         parse_env_name(name)
     message = str(e.value)
