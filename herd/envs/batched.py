@@ -330,7 +330,7 @@ class EpisodeTracker:
         self._game_ended = np.ones(num_envs, dtype=bool)  # the next FIRST starts a new game
 
     def update(self, ts: BatchedTimeStep) -> list[tuple[int, float, int]]:
-        """``(env_index, return, length)`` of every episode that ended (``LAST``) on this step."""
+        """``(env_index, return, length)`` of every episode (or whole game) that ended on this step."""
         first = ts.step_type == FIRST
         if ts.game_over is None:
             starts, ended, reward = first, ts.step_type == LAST, ts.reward
