@@ -89,3 +89,10 @@ def test_env_info_normalizes() -> None:
     assert info == EnvInfo((4,), np.dtype(np.float32), 2, "t")
     with pytest.raises(ValueError, match="num_actions"):
         EnvInfo((4,), np.dtype(np.float32), 0, "t")
+
+
+def test_frames_per_step() -> None:
+    assert env_spec("gym:CartPole-v1").frames_per_step == 1  # envs without an action repeat
+    assert EnvInfo((4, 84, 84), np.uint8, 6, "t", frames_per_step=4).frames_per_step == 4
+    with pytest.raises(ValueError, match="frames_per_step"):
+        EnvInfo((4,), np.float32, 2, "t", frames_per_step=0)
