@@ -12,6 +12,11 @@ Prints agent steps/s (decisions) and frames/s (agent steps x action repeat) of
   a ``SequentialBatchedEnv`` as any ``gym:`` id without a vector entry point runs;
 * ``minatar:breakout`` (one frame per step) in a ``SequentialBatchedEnv``.
 
+Two runs on the 2-core machine with one core busy with another job (load ~2.3), 16 envs:
+agent steps/s (frames/s) ale-py vector env 1 thread 2,321 / 2,123 (9,283 / 8,494), 2 threads
+2,642 / 2,187; Gymnasium wrappers 1,812 / 1,463 (7,247 / 5,853); minatar:breakout 118,287 /
+90,101. At higher load the figures scatter by 3x and mean nothing.
+
 Run from the repo root (needs ``herd[atari,minatar]``); keep it short on a shared machine:
 
     .venv/bin/python benchmarks/env_throughput.py [--seconds 2] [--num-envs 16]
