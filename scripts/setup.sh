@@ -28,5 +28,6 @@ $PIP install -q --upgrade pip
 # torch first, pinned: any other version would pull a multi-GB CUDA build.
 $VENV/bin/python -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "2.13.0")' 2>/dev/null \
   || $PIP install -q torch==2.13.0
-$PIP install -q -c constraints.txt -e '.[dev]'
+# The environment extras too: the tests run real Atari and MinAtar games.
+$PIP install -q -c constraints.txt -e '.[dev,atari,minatar]'
 echo "setup: ok ($($VENV/bin/python -c 'import torch, grpc; print("torch", torch.__version__, "grpcio", grpc.__version__)'))"

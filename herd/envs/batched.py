@@ -12,7 +12,10 @@ Both implementations below give these semantics:
 
 * :class:`SequentialBatchedEnv` steps ``N`` ``dm_env`` environments in a loop (any registry env);
 * :class:`GymVectorBatchedEnv` uses a Gymnasium vector env with ``NEXT_STEP`` autoreset (e.g.
-  CartPole's numpy-vectorized ``CartPoleVectorEnv``): the fast path.
+  CartPole's numpy-vectorized ``CartPoleVectorEnv``): the fast path;
+* ``atari.AtariBatchedEnv`` runs ``atari:`` games in ale-py's threaded C++ vector env. Its
+  episodes may end at a life loss while the game goes on, so its steps also carry
+  ``game_over`` and ``game_reward``, from which :class:`EpisodeTracker` reports whole games.
 
 Seeding (:func:`make_batched_env`): the sequential path seeds environment ``i`` with
 ``seed + i``; the vector path seeds its one shared generator with ``seed`` (Gymnasium vector
@@ -43,6 +46,11 @@ class BatchedTimeStep:
     reward: np.ndarray  # float32 [N]: 0 at FIRST
     discount: np.ndarray  # float32 [N]: 1 at FIRST, 0 at terminated LAST, 1 at truncated LAST
     observation: np.ndarray  # [N, *observation_shape]
+    # Whole-game statistics, for envs whose learning episodes are shorter than a game
+    # (Atari's life-loss episodes, herd/envs/atari.py); None elsewhere, where every LAST
+    # ends a game and ``reward`` is its score change. EpisodeTracker reads them.
+    game_over: np.ndarray | None = None  # bool [N]: a whole game ended on this step
+    game_reward: np.ndarray | None = None  # float32 [N]: score change, also on FIRST steps
 
 
 class BatchedEnv(Protocol):
@@ -74,7 +82,7 @@ class BatchedEnv(Protocol):
     def close(self) -> None: ...
 
 
-def _check_actions(actions: np.ndarray, num_envs: int, spec: ActionSpec | None = None) -> np.ndarray:
+def check_actions(actions: np.ndarray, num_envs: int, spec: ActionSpec | None = None) -> np.ndarray:
     """Discrete actions as int64 ``[N]``; continuous ones (``spec``) as ``[N, *shape]`` floats."""
     actions = np.asarray(actions)
     if spec is not None and not spec.discrete:
@@ -136,7 +144,7 @@ class SequentialBatchedEnv:
 
     def step(self, actions: np.ndarray) -> BatchedTimeStep:
         spec = self._info.action_spec
-        actions = _check_actions(actions, len(self._envs), spec)
+        actions = check_actions(actions, len(self._envs), spec)
         if not self._started:
             return self.reset()
         per_env = actions.tolist() if spec.discrete else list(actions)
@@ -250,7 +258,7 @@ class GymVectorBatchedEnv:
         )
 
     def step(self, actions: np.ndarray) -> BatchedTimeStep:
-        actions = _check_actions(actions, self._num_envs)
+        actions = check_actions(actions, self._num_envs)
         if not self._started:
             return self.reset()
         obs, reward, terminated, truncated, _ = self._env.step(actions)
@@ -302,10 +310,15 @@ def make_batched_env(
 
     On CartPole the vector path pays ~35 us per call whatever ``N``: it beats the sequential
     one from ``N = 4`` on (``benchmarks/env_step_rate.py``); actors run 16 or more envs.
+    ``atari:`` games always take ale-py's vector env (``vectorized`` is ignored for them).
     """
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
     parsed = parse_env_name(name)
+    if parsed.scheme == "atari":
+        from herd.envs.atari import make_batched_atari
+
+        return make_batched_atari(parsed.target, num_envs, seed, **kwargs)
     if vectorized is not False:
         has_vector = parsed.scheme == "gym" and _gym_vector_entry_point(parsed.target) is not None
         if vectorized and not has_vector:
@@ -325,19 +338,29 @@ class EpisodeTracker:
 
     Length counts transitions (non-``FIRST`` steps), so a CartPole-v1 episode that reaches the
     limit has length 500 and return 500.0. An environment first seen mid-episode counts from there.
+
+    When steps carry ``game_over`` (Atari, whose learning episodes end at each life loss), an
+    episode here is a whole game: it ends where ``game_over`` is set, and its return sums
+    ``game_reward`` over all its lives, the no-op steps between them included.
     """
 
     def __init__(self, num_envs: int) -> None:
         self._returns = np.zeros(num_envs, dtype=np.float64)
         self._lengths = np.zeros(num_envs, dtype=np.int64)
+        self._game_ended = np.ones(num_envs, dtype=bool)  # the next FIRST starts a new game
 
     def update(self, ts: BatchedTimeStep) -> list[tuple[int, float, int]]:
-        """``(env_index, return, length)`` of every episode that ended (``LAST``) on this step."""
+        """``(env_index, return, length)`` of every episode (or whole game) that ended on this step."""
         first = ts.step_type == FIRST
-        self._returns[first] = 0.0
-        self._lengths[first] = 0
-        going = ~first
-        self._returns[going] += ts.reward[going]
-        self._lengths[going] += 1
-        ended = np.flatnonzero(ts.step_type == LAST)
-        return [(int(i), float(self._returns[i]), int(self._lengths[i])) for i in ended]
+        if ts.game_over is None:
+            starts, ended, reward = first, ts.step_type == LAST, ts.reward
+        else:
+            starts = first & self._game_ended
+            ended = ts.game_over
+            reward = ts.reward if ts.game_reward is None else ts.game_reward
+            self._game_ended = ended.copy()
+        self._returns[starts] = 0.0
+        self._lengths[starts] = 0
+        self._returns[~starts] += reward[~starts]
+        self._lengths[~first] += 1
+        return [(int(i), float(self._returns[i]), int(self._lengths[i])) for i in np.flatnonzero(ended)]

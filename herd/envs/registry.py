@@ -11,10 +11,18 @@ Names are ``<scheme>:<target>``:
 * ``dmenv:package.module:factory`` — imports the module and calls ``factory(**kwargs)``
   (plus ``seed=seed`` when the factory takes a ``seed`` argument); it must return a
   ``dm_env.Environment``.
+* ``atari:<Game>[-v5][-full]`` — an Atari game through ale-py (``herd/envs/atari.py``:
+  the IMPALA paper's preprocessing by default, ``-v5`` for ALE's v5 settings, ``-full``
+  for all 18 actions); needs ``pip install 'herd[atari]'``.
+* ``minatar:<game>[-full]`` — a MinAtar game (``herd/envs/minatar.py``: breakout, asterix,
+  freeway, seaquest, space_invaders); needs ``pip install 'herd[minatar]'``.
 * ``fake:<preset>`` — the deterministic test env of ``herd/testing/fake_env.py``.
 
 Actions are discrete (``DiscreteArray``) or bounded float arrays (``BoundedArray``, e.g.
 ``gym:Pendulum-v1``); which an agent accepts is its spec's business (``herd.agents.registry``).
+
+A name whose package is missing (ale-py, minatar, Box2D for ``gym:LunarLander-v3``, ...)
+raises a one-line ``ValueError`` or ``ImportError`` that says what to install.
 """
 
 from __future__ import annotations
@@ -31,7 +39,15 @@ from dm_env import specs
 
 from herd.envs.wrappers import SinglePrecision
 
-SCHEMES = ("gym", "dmenv", "fake")
+SCHEMES = ("gym", "atari", "minatar", "dmenv", "fake")
+
+
+class MissingDependency(ImportError, ValueError):
+    """An optional package an environment needs is not installed; the message says what to install.
+
+    Both an ``ImportError`` and a ``ValueError``, so callers that turn bad config values
+    into one-line errors (``herd: error: ...``) catch it either way.
+    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +108,7 @@ class EnvInfo:
     num_actions: int = 0
     task: str = ""  # the environment name it was read from
     action: ActionSpec | None = None
+    frames_per_step: int = 1  # emulator frames per agent step (Atari's action repeat: 4)
 
     def __post_init__(self) -> None:
         # Normalized so that EnvInfo((4,), "float32", ...) == EnvInfo([4], np.float32, ...).
@@ -103,6 +120,9 @@ class EnvInfo:
             object.__setattr__(self, "action", ActionSpec.discrete_actions(self.num_actions))
         elif self.action.num_values != self.num_actions:
             raise ValueError(f"num_actions {self.num_actions} disagrees with the action spec {self.action}")
+
+        if self.frames_per_step < 1:
+            raise ValueError(f"frames_per_step must be >= 1, got {self.frames_per_step}")
 
     @property
     def action_spec(self) -> ActionSpec:
@@ -125,6 +145,14 @@ def _check_gym_id(gym_id: str) -> None:
             importlib.import_module(module)
         except ImportError as e:
             raise ValueError(f"gym id {gym_id!r}: cannot import module {module!r}: {e}") from e
+    if env_id not in gym.registry and env_id.startswith("ALE/"):
+        try:  # ale-py registers its ALE/ ids when imported
+            importlib.import_module("ale_py")
+        except ImportError:
+            raise MissingDependency(
+                f"gym id {env_id!r} needs ale-py: pip install 'herd[atari]' "
+                f"(or use the atari: scheme, e.g. 'atari:Pong')"
+            ) from None
     if env_id in gym.registry:
         return
     close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=5, cutoff=0.6)
@@ -148,6 +176,14 @@ def parse_env_name(name: str) -> EnvName:
         raise ValueError(f"environment name {name!r} has an empty target after {scheme!r}:")
     if scheme == "gym":
         _check_gym_id(target)
+    elif scheme == "atari":
+        from herd.envs.atari import parse_atari_target
+
+        parse_atari_target(target)
+    elif scheme == "minatar":
+        from herd.envs.minatar import parse_minatar_target
+
+        parse_minatar_target(target)
     elif scheme == "dmenv":
         module, sep, factory = target.rpartition(":")
         if not sep or not module or not factory.isidentifier():
@@ -178,7 +214,20 @@ def make_raw_env(name: str, seed: int, **kwargs: Any) -> dm_env.Environment:
 
         from herd.envs.gym_adapter import GymEnv
 
-        return GymEnv(gym.make(parsed.target, **kwargs), seed=seed)
+        try:
+            return GymEnv(gym.make(parsed.target, **kwargs), seed=seed)
+        except gym.error.DependencyNotInstalled as e:  # e.g. Box2D for LunarLander
+            raise MissingDependency(f"{name}: {' '.join(str(e).split())}") from None
+        except ModuleNotFoundError as e:  # an entry point's module imports a missing package
+            raise MissingDependency(f"{name} needs the Python package of module {e.name!r}: {e}") from None
+    if parsed.scheme == "atari":
+        from herd.envs.atari import AtariEnv
+
+        return AtariEnv(parsed.target, seed, **kwargs)
+    if parsed.scheme == "minatar":
+        from herd.envs.minatar import MinAtarEnv
+
+        return MinAtarEnv(parsed.target, seed, **kwargs)
     if parsed.scheme == "fake":
         from herd.testing.fake_env import make_fake_env
 
@@ -201,7 +250,9 @@ def make_env(name: str, seed: int, **kwargs: Any) -> dm_env.Environment:
     return SinglePrecision(make_raw_env(name, seed, **kwargs))
 
 
-def info_from_specs(name: str, observation_spec: Any, action_spec: Any) -> EnvInfo:
+def info_from_specs(
+    name: str, observation_spec: Any, action_spec: Any, frames_per_step: int = 1
+) -> EnvInfo:
     """:class:`EnvInfo` from ``dm_env`` specs: discrete, or bounded continuous, actions."""
     if not isinstance(observation_spec, specs.Array):
         raise ValueError(f"{name!r}: only single-array observations are supported")
@@ -221,13 +272,18 @@ def info_from_specs(name: str, observation_spec: Any, action_spec: Any) -> EnvIn
         num_actions=action.num_values,
         task=name,
         action=action,
+        frames_per_step=frames_per_step,
     )
 
 
 def env_spec(name: str, **kwargs: Any) -> EnvInfo:
-    """Builds one environment (seed 0) to read its shapes; the environment is closed after."""
+    """Builds one environment (seed 0) to read its shapes; the environment is closed after.
+
+    ``frames_per_step`` comes from the environment's attribute of that name (1 without one).
+    """
     env = make_env(name, seed=0, **kwargs)
     try:
-        return info_from_specs(name, env.observation_spec(), env.action_spec())
+        frames = int(getattr(env, "frames_per_step", 1))
+        return info_from_specs(name, env.observation_spec(), env.action_spec(), frames)
     finally:
         env.close()

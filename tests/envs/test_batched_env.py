@@ -211,6 +211,23 @@ def test_tracker_on_fake_env() -> None:
     ]
 
 
+def test_tracker_counts_whole_games_when_steps_say_so() -> None:
+    # One env, a game of two lives: the first ends at a LAST that is not a game over; the
+    # FIRST after it (Atari's no-op step) scores 5 for the game but 0 for learning.
+    def step(kind: int, reward: float, score: float, over: bool) -> BatchedTimeStep:
+        return BatchedTimeStep(
+            step_type=np.array([kind], np.uint8), reward=np.array([reward], np.float32),
+            discount=np.ones(1, np.float32), observation=np.zeros((1, 1)),
+            game_over=np.array([over]), game_reward=np.array([score], np.float32),
+        )
+
+    game = [step(FIRST, 0, 0, False), step(MID, 1, 1, False), step(LAST, 2, 2, False),
+            step(FIRST, 0, 5, False), step(MID, 3, 3, False), step(LAST, 4, 4, True)]
+    tracker = EpisodeTracker(1)
+    ended = [tracker.update(ts) for ts in game + game]
+    assert ended == [[], [], [], [], [], [(0, 15.0, 4)]] * 2  # 4 agent steps; the next game starts at 0
+
+
 # --- choosing the implementation, and bad input ----------------------------------------------
 
 

@@ -20,8 +20,8 @@ def test_parse_valid_names() -> None:
 @pytest.mark.parametrize(
     "name, pattern",
     [
-        ("CartPole-v1", "no scheme.*'gym:'.*'dmenv:'.*'fake:'"),
-        ("atari:Pong", "scheme 'atari'.*allowed schemes: 'gym:', 'dmenv:', 'fake:'"),
+        ("CartPole-v1", "no scheme.*'gym:'.*'atari:'.*'dmenv:'.*'fake:'"),
+        ("mujoco:Ant", "scheme 'mujoco'.*allowed schemes: 'gym:', 'atari:', 'minatar:', 'dmenv:', 'fake:'"),
         ("gym:", "empty target"),
         ("gym:CartPol-v1", "unknown Gymnasium id 'CartPol-v1'; close matches: .*CartPole-v1"),
         ("gym:Xyzzy-v0", "unknown Gymnasium id 'Xyzzy-v0'$"),
@@ -100,3 +100,10 @@ def test_env_info_normalizes() -> None:
     assert info == EnvInfo((4,), np.dtype(np.float32), 2, "t")
     with pytest.raises(ValueError, match="num_actions"):
         EnvInfo((4,), np.dtype(np.float32), 0, "t")
+
+
+def test_frames_per_step() -> None:
+    assert env_spec("gym:CartPole-v1").frames_per_step == 1  # envs without an action repeat
+    assert EnvInfo((4, 84, 84), np.uint8, 6, "t", frames_per_step=4).frames_per_step == 4
+    with pytest.raises(ValueError, match="frames_per_step"):
+        EnvInfo((4,), np.float32, 2, "t", frames_per_step=0)

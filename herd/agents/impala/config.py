@@ -37,7 +37,11 @@ class ImpalaConfig:
     )
     ratio_clip: float = option(0.2, "epsilon of the clipped policy loss: ratios pi/mu outside [1-eps, 1+eps] stop pushing")
     reward_clip: Optional[float] = option(None, "clip rewards to [-x, x] (1.0 on Atari); none to disable")
-    torso: Literal["mlp", "shallow", "deep"] = option("deep", "network torso: mlp (vectors), shallow or deep (ResNet) for images")
+    torso: Literal["mlp", "shallow", "deep", "minatar", "auto"] = option(
+        "deep",
+        "network torso: mlp (vectors), shallow or deep (ResNet) for screens, minatar for 10x10 boards, "
+        "auto to pick by observation shape",
+    )
     hidden_sizes: tuple[int, ...] = option((256,), "hidden layer sizes of the mlp torso")
     use_lstm: bool = option(False, "add an LSTM core (its state resets at episode starts)")
     lstm_size: int = option(256, "LSTM hidden size")
