@@ -11,11 +11,9 @@ exploring actors say little about the policy itself; these do.
 
 from __future__ import annotations
 
-import numpy as np
-
 from herd import types as ht
 from herd.agents.base import Policy
-from herd.envs.batched import make_batched_env
+from herd.envs.batched import EpisodeTracker, make_batched_env
 from herd.interfaces import VariableSource
 
 EVAL_SEED_OFFSET = 7_777_777  # evaluation envs draw from seeds no training env of the run uses
@@ -43,7 +41,8 @@ class Evaluator:
         self.task = env_name
         self.max_steps = max_steps
         self.rounds = 0
-        self._env = make_batched_env(env_name, episodes, seed * 1_000_003 + EVAL_SEED_OFFSET, vectorized=vectorized)
+        self._seed = seed * 1_000_003 + EVAL_SEED_OFFSET
+        self._vectorized = vectorized
 
     def run(self, env_steps: int) -> list[ht.EpisodeRecord]:
         """One round with the newest weights: the first episode of every environment.
@@ -54,28 +53,32 @@ class Evaluator:
         if params is not None:
             self.policy.load(params.version, params.tensors)
         n = self.episodes
-        ts = self._env.reset()
+        # Fresh environments with the same seeds every round: rounds differ only by the weights.
+        env = make_batched_env(self.task, n, self._seed, vectorized=self._vectorized)
+        try:
+            return self._play(env, env_steps)
+        finally:
+            env.close()
+
+    def _play(self, env, env_steps: int) -> list[ht.EpisodeRecord]:
+        n = self.episodes
+        ts = env.reset()
         state = self.policy.initial_state(n)
-        returns = np.zeros(n, np.float64)
-        lengths = np.zeros(n, np.int64)
-        done = np.zeros(n, bool)
+        tracker = EpisodeTracker(n)  # whole games where an env ends learning episodes at life losses
+        first: dict[int, tuple[float, int]] = {}  # env -> (return, length) of its first episode
         for _ in range(self.max_steps):
             out, state = self.policy.step(ts.observation, ts.step_type == ht.FIRST, state)
-            ts = self._env.step(out.action)
-            going = ~done & (ts.step_type != ht.FIRST)
-            returns[going] += ts.reward[going]
-            lengths[going] += 1
-            done |= going & (ts.step_type == ht.LAST)
-            if done.all():
+            ts = env.step(out.action)
+            for i, episode_return, length in tracker.update(ts):
+                first.setdefault(i, (episode_return, length))
+            if len(first) == n:
                 break
         self.rounds += 1
-        return [
-            ht.EpisodeRecord(env_steps, float(returns[i]), int(lengths[i]), self.task, actor_id="eval")
-            for i in range(n) if done[i]
-        ]
+        return [ht.EpisodeRecord(env_steps, float(r), int(length), self.task, actor_id="eval")
+                for _, (r, length) in sorted(first.items())]
 
     def close(self) -> None:
-        self._env.close()
+        """Nothing to release: every round makes and closes its own environments."""
 
 
 def eval_due(env_steps: int, eval_every: int, rounds_done: int) -> bool:

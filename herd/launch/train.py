@@ -113,6 +113,7 @@ def train(
     evaluator = Evaluator(config.env, spec.make_eval_policy(cfg, info, config.seed), store, config.eval_episodes,
                           config.seed, vectorized=config.vectorized_env)
     evaluator.rounds = env_steps // config.eval_every if config.eval_every else 0  # a resumed run goes on counting
+    last_eval = -1
     display = Progress(config.steps, enabled=progress)
     start = time.monotonic()
     start_steps = env_steps
@@ -136,8 +137,10 @@ def train(
         display.update(env_steps, learner.stats.steps, recorder.mean_return())
         if eval_due(env_steps, config.eval_every, evaluator.rounds):
             recorder.evaluation(evaluator.run(env_steps))
+            last_eval = env_steps
     wall = time.monotonic() - start
-    recorder.evaluation(evaluator.run(env_steps))  # the final round: what summary.json reports
+    if last_eval != env_steps:
+        recorder.evaluation(evaluator.run(env_steps))  # the final round: what summary.json reports
     evaluator.close()
     display.update(env_steps, learner.stats.steps, recorder.mean_return(), force=True)
     display.close()
