@@ -22,6 +22,9 @@ class DQNConfig:
     discount: float = option(0.99, "discount factor gamma")
     batch_size: int = option(512, "transitions per learner batch")
     learning_rate: float = option(0.00025 / 4, "Adam learning rate")
+    lr_schedule: Literal["constant", "linear"] = option(
+        "constant", "constant, or linear decay to 0 over the updates the run will make (a steadier final policy)"
+    )
     adam_epsilon: float = option(1.5e-4, "Adam epsilon")
     max_grad_norm: float = option(40.0, "global-norm gradient clipping threshold")
     huber_delta: float = option(1.0, "Huber loss: quadratic within +-delta of the target, linear outside")
@@ -88,12 +91,14 @@ class DQNConfig:
     def classic_control(cls, **overrides) -> "DQNConfig":
         """Our defaults for small vector-observation tasks (CartPole, Acrobot, ...): smaller and faster
         than the paper's: batch 64, a 100k replay that starts at 1,000, 16 sampled per inserted
-        transition (one update per 4 env steps), a target every 250 updates, no reward clipping."""
+        transition (one update per 4 env steps), a target every 250 updates, no reward clipping,
+        and the learning rate decayed linearly to 0 over the run."""
         defaults = dict(
             torso="mlp",
             hidden_sizes=(256, 256),
             batch_size=64,
             learning_rate=1e-3,
+            lr_schedule="linear",
             adam_epsilon=1e-8,
             max_grad_norm=10.0,
             target_update_period=250,

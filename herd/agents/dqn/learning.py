@@ -35,6 +35,11 @@ class DQNUpdater:
         self.expected_updates = max(1, expected_updates)
         self.updates = 0
 
+    def learning_rate(self) -> float:
+        if self.config.lr_schedule == "constant":
+            return self.config.learning_rate
+        return self.config.learning_rate * max(0.0, 1.0 - self.updates / self.expected_updates)
+
     def beta(self) -> float:
         return losses.annealed_beta(self.config.importance_exponent, self.updates / self.expected_updates)
 
@@ -60,6 +65,9 @@ class DQNUpdater:
         ).float()
         loss = (weights * losses.huber(td, cfg.huber_delta)).mean()
 
+        lr = self.learning_rate()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), cfg.max_grad_norm)
@@ -73,7 +81,7 @@ class DQNUpdater:
             "total_loss": float(loss.item()),
             "q_loss": float(losses.huber(td.detach(), cfg.huber_delta).mean()),
             "grad_norm": float(grad_norm),
-            "learning_rate": cfg.learning_rate,
+            "learning_rate": lr,
             "mean_q": float(q_tm1_a.detach().mean()),
             "mean_abs_td": float(td.detach().abs().mean()),
             "importance_beta": beta,
