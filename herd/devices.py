@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Optional
 import torch
 
 from herd import config as hc
+from herd import docs_links
 
 if TYPE_CHECKING:
     from herd.run_config import RunConfig
 
-DEVICES_PAGE = "docs/devices.md"
 CHOICES = "auto, cpu, cuda, cuda:N or mps"
 _PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")
 
@@ -81,7 +81,7 @@ def resolve(requested: str, key: str, seen: Optional[Visible] = None) -> torch.d
     try:
         check_name(requested, key)
     except ValueError as e:
-        raise hc.ConfigError(str(e), DEVICES_PAGE) from None
+        raise hc.ConfigError(str(e), docs_links.DEVICES) from None
     seen = seen or visible()
     if requested == "auto":
         if seen.cuda_count:
@@ -90,7 +90,7 @@ def resolve(requested: str, key: str, seen: Optional[Visible] = None) -> torch.d
     name = "cuda:0" if requested == "cuda" else requested
     if name not in seen.devices():
         raise hc.ConfigError(f"config key '{key}': device {requested!r} is not available; {seen.describe()}",
-                             DEVICES_PAGE)
+                             docs_links.DEVICES)
     return torch.device(name)
 
 
