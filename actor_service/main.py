@@ -22,6 +22,7 @@ from actor_service.config import ActorServiceConfig
 from actor_service.loop import Actor, env_seed
 from actor_service.metered import LagMeter, TimedPolicy
 from actor_service.servicer import ActorServicer, EpisodeWindow
+from herd import devices
 from herd.agents import registry as agents
 from herd.agents.spec import ActingContext
 from herd.control import PauseGate, PolledFlag
@@ -94,6 +95,7 @@ def serve(
     from replay_service.client import ReplayClient
 
     torch.set_num_threads(run.torch_threads)
+    device = devices.resolve(run.actor_device, "actor_device")  # ConfigError if it is not there
     stop = stop_event or threading.Event()
     install_stop_signals(stop)
     actor_id = config.coord.service_id or f"actor-{config.actor_index}-{socket.gethostname()}-{os.getpid()}"
@@ -123,7 +125,8 @@ def serve(
     seed = env_seed(run.seed, config.actor_index, run.envs_per_actor)
     env = make_batched_env(run.env, run.envs_per_actor, seed, vectorized=run.vectorized_env)
     first_env = config.actor_index * run.envs_per_actor
-    context = ActingContext(seed, range(first_env, first_env + run.envs_per_actor), run.total_envs)
+    context = ActingContext(seed, range(first_env, first_env + run.envs_per_actor), run.total_envs, device)
+    metrics.record_device(run.actor_device, str(device), devices.device_name(device))
     actor = Actor(
         env,
         TimedPolicy(spec.make_policy(run.agent, info, context), metrics),
@@ -141,11 +144,11 @@ def serve(
         "actor",
         lambda server: actor_pb2_grpc.add_ActorServiceServicer_to_server(servicer, server),
         [actor_pb2.DESCRIPTOR.services_by_name["ActorService"].full_name],
-        config.server, config.coord, config.security, registry=registry,
+        config.server, config.coord, config.security, registry=registry, extra={"device": str(device)},
     )
     if on_ready is not None:
         on_ready(running.port)
-    log.info("actor serving", extra={"port": running.port, "metrics_port": running.metrics_port, "actor_id": actor_id, "envs": run.envs_per_actor})
+    log.info("actor serving", extra={"port": running.port, "metrics_port": running.metrics_port, "actor_id": actor_id, "envs": run.envs_per_actor, "device": str(device)})
 
     try:
         while not stop.is_set():

@@ -192,7 +192,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             import yaml
 
             yaml.safe_dump(hc.to_dict(config), sys.stdout, sort_keys=False)
+            sys.stdout.write(_devices_comment(config))
             return 0
+        _check_devices(config)  # a device that is not there fails here, before anything starts
         _check_run_dir(args.run_dir, args.resume)
         if getattr(args, "prometheus", False):
             from herd.launch.prometheus import find_prometheus
@@ -219,6 +221,35 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     parser.error(f"unknown command {args.command!r}")
     return 2
+
+
+def _check_devices(config: Any, kind: Optional[str] = None) -> None:
+    """``ConfigError`` unless the learner's (``kind`` None or ``learner``) and the actors' (None or
+    ``actor``) devices are on this machine, and the learner's supports the agent's precision."""
+    from herd import devices
+    from herd.agents.torch_util import check_precision
+
+    if kind in (None, "actor"):
+        devices.resolve(config.actor_device, "actor_device")
+    if kind in (None, "learner"):
+        device = devices.resolve(config.learner_device, "learner_device")
+        check_precision(getattr(config.agent, "precision", "float32"), device)  # an agent field, where it has one
+
+
+def _devices_comment(config: Any) -> str:
+    """YAML comments after ``herd config``'s output: each device setting as this machine resolves it
+    (comments, so the output stays a valid config file for another machine)."""
+    from herd import devices
+
+    seen = devices.visible()
+    lines = [f"# devices on this machine: {seen.describe()}"]
+    for key in ("learner_device", "actor_device"):
+        try:
+            resolved = str(devices.resolve(getattr(config, key), key, seen))
+        except hc.ConfigError:
+            resolved = "not available here"
+        lines.append(f"#   {key}: {getattr(config, key)} -> {resolved}")
+    return "\n".join(lines) + "\n"
 
 
 def _default_run_dir(config: Any, mode: str) -> str:
@@ -308,6 +339,8 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         need_env = args.kind in ("actor", "learner")
         flags = {"agent_name": args.agent_name}
         run, info = load_run_config(args.config, flags, hc.parse_overrides(args.overrides), need_env=need_env)
+        if args.kind in ("learner", "actor"):
+            _check_devices(run, args.kind)  # a device that is not there: exit 2 naming what torch sees
         service = _service_config(args, run)
     except (hc.ConfigError, ValueError) as e:
         parser.error(str(e))

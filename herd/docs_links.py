@@ -15,6 +15,7 @@ CONFIGURATION = "docs/configuration.md"
 ENVIRONMENTS = "docs/environments.md"
 AGENTS = "docs/agents/index.md"
 DEPLOYMENT = "docs/deployment.md"
+DEVICES = "docs/devices.md"
 METRICS = "docs/metrics.md"
 
 

@@ -17,7 +17,7 @@ import math
 from typing import Any, Mapping, Optional
 
 from herd import config as hc
-from herd import docs_links
+from herd import devices, docs_links
 from herd.envs.registry import EnvInfo, env_spec
 from herd.tables import TableConfig
 
@@ -77,8 +77,18 @@ class RunConfig:
     )
     checkpoint_every: int = hc.option(500, "learner steps between checkpoints")
     torch_threads: int = hc.option(1, "intra-op threads of torch in each process")
+    learner_device: str = hc.option(
+        "auto", "torch device of the learner's networks and updates: auto (a GPU if torch sees one, else the "
+        "CPU), cpu, cuda, cuda:N or mps (docs/devices.md)"
+    )
+    actor_device: str = hc.option(
+        "cpu", "torch device of the actors' and evaluation's policies: cpu (batched inference of a few "
+        "environments is faster there than a round trip to a GPU), auto, cuda, cuda:N or mps"
+    )
 
     def __post_init__(self) -> None:
+        devices.check_name(self.learner_device, "learner_device")
+        devices.check_name(self.actor_device, "actor_device")
         for name in ("steps", "actors", "envs_per_actor", "checkpoint_every", "torch_threads", "eval_episodes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -10,7 +10,7 @@ serving unseen.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import grpc
 from prometheus_client import CollectorRegistry
@@ -30,8 +30,12 @@ def start_service(
     *,
     registry: Optional[CollectorRegistry] = None,
     max_workers: int = 32,
+    extra: Optional[dict[str, Any]] = None,
 ) -> tuple[RunningServer, Optional[Registration]]:
-    """Starts the server of a ``kind`` service and registers it; the registration is None without Redis."""
+    """Starts the server of a ``kind`` service and registers it; the registration is None without Redis.
+
+    ``extra`` goes into the registration record (e.g. ``{"device": "cuda:0"}``, which ``herd status`` shows).
+    """
     running = start_server(
         register,
         service_names,
@@ -45,7 +49,7 @@ def start_service(
     )
     try:
         registration = register_service(coord, kind, server.address(running.port),
-                                        server.metrics_address(running.metrics_port))
+                                        server.metrics_address(running.metrics_port), extra=extra)
     except BaseException:  # e.g. Redis unreachable: do not leave a server running
         running.stop(0)
         raise

@@ -132,7 +132,12 @@ class Learner:
         return path
 
     def restore(self, path: str) -> dict[str, Any]:
-        """Loads a checkpoint (tensors and plain containers only: ``weights_only=True``)."""
+        """Loads a checkpoint (tensors and plain containers only: ``weights_only=True``) on any device.
+
+        Tensors are read onto the CPU whatever device wrote them, and the updater's
+        ``load_state_dict`` copies each to where its network lives (optimizer state follows its
+        parameters): a checkpoint from a GPU learner resumes on a CPU one and the reverse.
+        """
         state = torch.load(path, map_location="cpu", weights_only=True)
         if state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"checkpoint {path}: format {state.get('format')!r}, expected {CHECKPOINT_FORMAT}")

@@ -3,7 +3,8 @@
 Wires the plain ``Learner`` and the agent's updater (from the registry) to the cluster:
 batches from the replay service's prefetching ``SampleStream``, priorities back through a
 ``PriorityWriter``, weights to the parameter server, its lease, counters and checkpoints.
-Runs until SIGTERM or the run's stop flag, then checkpoints.
+The updater runs on the run's ``learner_device`` (``herd.devices``); on a CUDA device the
+prefetch thread also pins each batch. Runs until SIGTERM or the run's stop flag, then checkpoints.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from typing import Callable, Optional
 
 import torch
 
+from herd import devices
 from herd.agents import registry as agents
+from herd.agents.torch_util import pin_batch
 from herd.control import PauseGate, PolledFlag
 from herd.envs.registry import EnvInfo
 from herd.run_config import RunConfig
@@ -73,6 +76,7 @@ def serve(
     from replay_service.client import ReplayClient, SampleStream
 
     torch.set_num_threads(run.torch_threads)
+    device = devices.resolve(run.learner_device, "learner_device")  # ConfigError if it is not there
     stop = stop_event or threading.Event()
     install_stop_signals(stop)
     learner_id = config.coord.service_id or f"learner-{socket.gethostname()}-{os.getpid()}"
@@ -87,7 +91,10 @@ def serve(
     # One Sample call per batch (not one endless call) on purpose: an open server stream would keep
     # sampling into gRPC's transport buffers, far ahead of the learner, defeating the queue's bound
     # on policy lag and the sample-to-insert ratio (replay_service.sample_stream).
-    source = SampleStream(table, run.agent.batch_size, prefetch=config.prefetch, batches_per_call=1)
+    # On a GPU the prefetch thread also copies each batch into pinned memory, so the learner's
+    # loop adds only the host-to-device copy (herd.agents.torch_util).
+    source = SampleStream(table, run.agent.batch_size, prefetch=config.prefetch, batches_per_call=1,
+                          stage=pin_batch if device.type == "cuda" else None)
     priorities = PriorityWriter(table.update_priorities)  # off the update's critical path
 
     lease = None
@@ -102,7 +109,12 @@ def serve(
                 lease.close()
                 return
     gate = PauseGate()
-    updater = spec.make_updater(run.agent, info, run)
+    updater = spec.make_updater(run.agent, info, run, device)
+    device_name = devices.device_name(device)
+    log.info("learner device", extra={
+        "device": str(device), "device_name": device_name, "learner_device": run.learner_device,
+        "precision": getattr(run.agent, "precision", "float32"),  # an agent field: not every agent has it
+    })
     publisher = AsyncPublisher(params)  # an update never waits on a publish round trip
     learner = Learner(
         updater,
@@ -145,15 +157,16 @@ def serve(
     )
     registry = new_registry()
     metrics = LearnerMetrics(registry)
+    metrics.record_device(run.learner_device, str(device), device_name)
     running, registration = start_service(
         "learner",
         lambda server: learner_pb2_grpc.add_LearnerServiceServicer_to_server(servicer, server),
         [learner_pb2.DESCRIPTOR.services_by_name["LearnerService"].full_name],
-        config.server, config.coord, config.security, registry=registry,
+        config.server, config.coord, config.security, registry=registry, extra={"device": str(device)},
     )
     if on_ready is not None:
         on_ready(running.port)
-    log.info("learner serving", extra={"port": running.port, "metrics_port": running.metrics_port, "replay": replay_address, "params": params_address})
+    log.info("learner serving", extra={"port": running.port, "metrics_port": running.metrics_port, "replay": replay_address, "params": params_address, "device": str(device)})
 
     def save() -> None:
         if ckpt_dir:

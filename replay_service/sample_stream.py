@@ -17,7 +17,9 @@ batches with back-to-back calls of ``N`` batches, at the price of a pipeline bub
 client to grant the server credits, which the server-streaming ``Sample`` cannot express.
 
 Batches hold read-only numpy views over the received message (``herd.wire.replay_codec``, no copy):
-the learner copies them into torch tensors anyway.
+the learner copies them into torch tensors anyway. ``stage``, if given, runs on each decoded
+batch in the same thread, before it is queued: a learner on a GPU passes
+``herd.agents.torch_util.pin_batch`` so the copy into pinned memory overlaps its update too.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import logging
 import queue
 import threading
 import time
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 import grpc
 import numpy as np
@@ -60,7 +62,8 @@ class SampleStream:
     """Prefetches batches of ``batch_size`` items from one table over Sample calls of ``batches_per_call``
     batches each (0: one endless call); ``prefetch`` decoded batches wait in the queue."""
 
-    def __init__(self, table: "TableClient", batch_size: int, prefetch: int = 2, batches_per_call: int = 0) -> None:
+    def __init__(self, table: "TableClient", batch_size: int, prefetch: int = 2, batches_per_call: int = 0,
+                 stage: Optional[Callable[[SampledBatch], SampledBatch]] = None) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
         if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
@@ -68,6 +71,7 @@ class SampleStream:
         if isinstance(batches_per_call, bool) or not isinstance(batches_per_call, int) or batches_per_call < 0:
             raise ValueError(f"batches_per_call: expected an integer >= 0, got {batches_per_call!r}")
         self.batches_per_call = batches_per_call
+        self.stage = stage  # runs on every decoded batch in the prefetch thread
         self.table = table.name
         self.batch_size = batch_size
         self._sample = table.sample_raw
@@ -156,6 +160,13 @@ class SampleStream:
                         self._error = e
                         call.cancel()
                         return
+                    if self.stage is not None:
+                        try:
+                            batch = self.stage(batch)
+                        except Exception as e:  # noqa: BLE001 - raised from next(), not lost with the thread
+                            self._error = e
+                            call.cancel()
+                            return
                     if not self._put(batch):
                         return
             except grpc.RpcError as e:

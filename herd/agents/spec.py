@@ -9,8 +9,11 @@ of them names an agent:
   itself) and named starting points; ``auto_preset`` picks one from the environment;
 * ``tables`` — the replay tables it needs (sampler, remover, rate limiter, sizes);
 * ``make_adder`` — how an actor turns steps into items;
-* ``make_policy`` / ``make_eval_policy`` — acting (with exploration) and evaluating;
-* ``make_updater`` — the learning step.
+* ``make_policy`` / ``make_eval_policy`` — acting (with exploration) and evaluating, on the
+  actors' device;
+* ``make_updater`` — the learning step, on the learner's device.
+
+Devices arrive resolved (``herd.devices``: a ``torch.device`` that is there), from the entry point.
 
 Agent configs share four fields the services read: ``batch_size`` (items per learner
 batch), ``publish_every`` (learner steps between publishes), ``pull_every`` (actor writes
@@ -21,6 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
+
+import torch
 
 from herd import config as hc
 from herd import docs_links
@@ -35,11 +40,12 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class ActingContext:
-    """Where a policy acts: its seed and which of the run's environments it steps."""
+    """Where a policy acts: its seed, which of the run's environments it steps, and on which device."""
 
     seed: int
     env_ids: range  # global indices of this actor's environments among all actors' environments
     total_envs: int  # environments over all actors
+    device: torch.device = torch.device("cpu")  # the run's actor_device, resolved
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,8 +61,8 @@ class AgentSpec:
     tables: Callable[[Any, "RunConfig"], tuple[TableConfig, ...]]
     make_adder: Callable[[Any, EnvInfo, "TrajectoryWriter"], "Adder"]
     make_policy: Callable[[Any, EnvInfo, ActingContext], Policy]
-    make_eval_policy: Callable[[Any, EnvInfo, int], Policy]
-    make_updater: Callable[[Any, EnvInfo, "RunConfig"], Updater]
+    make_eval_policy: Callable[[Any, EnvInfo, int, torch.device], Policy]  # config, env, seed, actor device
+    make_updater: Callable[[Any, EnvInfo, "RunConfig", torch.device], Updater]  # ..., the run, learner device
     frames_per_item: Callable[[Any], int]  # env steps one sampled item stands for (learner frames)
     hot_fields: tuple[str, ...] = ()  # agent fields the learner's ReloadConfig applies without a restart
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Any
 
 from herd.coord.coordinator import REDIS_DOWN, Coordinator, redact
 from herd.coord.keys import ACTOR, KINDS, LEARNER, PARAMS, REPLAY, RunKeys, check_kind
@@ -33,7 +34,8 @@ def default_service_id(options: CoordOptions, kind: str) -> str:
 
 
 def register_service(
-    options: CoordOptions, kind: str, grpc_address: str, metrics_address: str = ""
+    options: CoordOptions, kind: str, grpc_address: str, metrics_address: str = "",
+    extra: dict[str, Any] | None = None,
 ) -> Registration | None:
     """Publishes a started service in its run's registry; None when no Redis is configured.
 
@@ -50,6 +52,7 @@ def register_service(
             default_service_id(options, kind),
             grpc_address,
             metrics_address=metrics_address,
+            extra=extra,
             ttl=options.ttl_seconds,
             heartbeat=options.heartbeat_seconds,
         )

@@ -60,10 +60,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dm_env
 import numpy as np
+
+if TYPE_CHECKING:
+    from herd.envs.registry import ActionSpec
 from dm_env import specs
 
 from herd.envs.batched import BatchedTimeStep, check_actions

@@ -127,6 +127,9 @@ def up(
     from herd.coord import Coordinator
     from herd.coord.server import LocalRedis, free_port
 
+    from herd.devices import run_devices
+
+    devices = run_devices(config)  # what the learner and actors resolve on this machine (ConfigError if missing)
     os.makedirs(run_dir, exist_ok=True)
     recorder = RunRecorder(run_dir, hc.to_dict(config), tensorboard=tensorboard)
     cluster_path = os.path.join(run_dir, CLUSTER_FILE)
@@ -276,6 +279,7 @@ def up(
             "startup_seconds": round(first_step_time - start, 3) if first_step_time else None,
             "restarts": {**supervisor.restarts(), "redis": keeper.restarts},
             "replay_tables": replay_tables,
+            "devices": devices,
         }
     )
 
@@ -323,11 +327,14 @@ class ClusterEvaluation:
             from herd.evaluation import Evaluator
             from param_server.client import ParamClient
 
+            from herd import devices
+
             spec = registry.get(self.config.agent_name)
+            device = devices.resolve(self.config.actor_device, "actor_device")
             self._client = ParamClient(self.params_address, security=self.security)
             self._evaluator = Evaluator(
-                self.config.env, spec.make_eval_policy(self.config.agent, self.info, self.config.seed), self._client,
-                self.config.eval_episodes, self.config.seed, vectorized=self.config.vectorized_env,
+                self.config.env, spec.make_eval_policy(self.config.agent, self.info, self.config.seed, device),
+                self._client, self.config.eval_episodes, self.config.seed, vectorized=self.config.vectorized_env,
             )
         return self._evaluator
 

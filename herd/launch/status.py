@@ -39,7 +39,7 @@ def cluster_status(
         redis_health, pid, host, port, records, counters = "NOT_SERVING", redis_pid, "", "", [], {}
     services.append(
         {"kind": "redis", "id": "redis", "pid": pid, "grpc": f"{host}:{port}" if host else "", "metrics": "",
-         "health": redis_health}
+         "device": "", "health": redis_health}
     )
     order = {"params": 0, "replay": 1, "learner": 2, "actor": 3}
     for rec in sorted(records, key=lambda r: (order.get(r.kind, 9), r.id)):
@@ -50,13 +50,14 @@ def cluster_status(
                 "pid": rec.pid,
                 "grpc": rec.grpc,
                 "metrics": rec.metrics,
+                "device": str(rec.extra.get("device", "")),  # the torch device of learners and actors
                 "health": check_health(rec.grpc, security=security),
             }
         )
     if prometheus:
         address = prometheus["url"].split("://", 1)[-1]
         services.append({"kind": "prometheus", "id": "prometheus", "pid": prometheus.get("pid"), "grpc": "",
-                         "metrics": address, "health": _http_ready(prometheus["url"])})
+                         "metrics": address, "device": "", "health": _http_ready(prometheus["url"])})
     keys = ("env_steps", "episodes", "learner_steps")
     return {
         "run_id": run_id,
@@ -106,11 +107,11 @@ def run_dir_security(run_dir: str) -> Optional[SecurityOptions]:
 
 def format_table(status: dict[str, Any]) -> str:
     lines = [f"run {status['run_id']}"]
-    lines.append(f"{'KIND':10} {'ID':34} {'PID':>7}  {'GRPC':22} {'METRICS':22} HEALTH")
+    lines.append(f"{'KIND':10} {'ID':34} {'PID':>7}  {'GRPC':22} {'METRICS':22} {'DEVICE':8} HEALTH")
     for s in status["services"]:
         lines.append(
             f"{s['kind']:10} {str(s['id'])[:34]:34} {str(s['pid'] or '-'):>7}  {s['grpc'] or '-':22} "
-            f"{s['metrics'] or '-':22} {s['health']}"
+            f"{s['metrics'] or '-':22} {s.get('device') or '-':8} {s['health']}"
         )
     lines.append("counters: " + ", ".join(f"{k}={v}" for k, v in status["counters"].items()))
     return "\n".join(lines)

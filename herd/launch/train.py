@@ -7,7 +7,9 @@ in one thread: every actor makes one write of its adder (IMPALA: an unroll per
 environment; DQN: a few steps of n-step transitions), then the learner steps until
 the table's rate limiter says no (a queue: it is empty; a sample-to-insert ratio:
 the ratio is reached). Acting and learning alternate, so a run is reproducible from
-its seed. Evaluation rounds run every ``eval_every`` env steps and at the end.
+its seed. Evaluation rounds run every ``eval_every`` env steps and at the end. The
+updater runs on the run's ``learner_device``, the policies on its ``actor_device``
+(``herd.devices``); ``summary.json`` names both.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 
 from actor_service.loop import Actor, env_seed
 from herd import config as hc
+from herd import devices
 from herd.agents import registry as agents
 from herd.agents.spec import ActingContext
 from herd.envs.batched import make_batched_env
@@ -66,10 +69,12 @@ def train(
     torch.set_num_threads(config.torch_threads)
     cfg = config.agent
     spec = agents.get(config.agent_name)
+    learner_device = devices.resolve(config.learner_device, "learner_device")
+    actor_device = devices.resolve(config.actor_device, "actor_device")
     recorder = RunRecorder(run_dir, hc.to_dict(config), tensorboard=tensorboard)
     store = ParameterStore()
     table = make_table(spec.table(cfg, config), seed=config.seed)
-    updater = spec.make_updater(cfg, info, config)
+    updater = spec.make_updater(cfg, info, config, learner_device)
     learner = Learner(
         updater, table, store, cfg.batch_size, publish_every=cfg.publish_every, sample_timeout=0,
         frames_per_item=spec.frames_per_item(cfg),
@@ -96,7 +101,7 @@ def train(
         seed = env_seed(config.seed, i, config.envs_per_actor)
         env = make_batched_env(config.env, config.envs_per_actor, seed, vectorized=config.vectorized_env)
         first = i * config.envs_per_actor
-        context = ActingContext(seed, range(first, first + config.envs_per_actor), config.total_envs)
+        context = ActingContext(seed, range(first, first + config.envs_per_actor), config.total_envs, actor_device)
         actors.append(
             Actor(
                 env,
@@ -110,8 +115,8 @@ def train(
             )
         )
 
-    evaluator = Evaluator(config.env, spec.make_eval_policy(cfg, info, config.seed), store, config.eval_episodes,
-                          config.seed, vectorized=config.vectorized_env)
+    evaluator = Evaluator(config.env, spec.make_eval_policy(cfg, info, config.seed, actor_device), store,
+                          config.eval_episodes, config.seed, vectorized=config.vectorized_env)
     evaluator.rounds = env_steps // config.eval_every if config.eval_every else 0  # a resumed run goes on counting
     last_eval = -1
     display = Progress(config.steps, enabled=progress)
@@ -167,6 +172,7 @@ def train(
             "wall_seconds": round(wall, 3),
             "env_steps_per_second": round((env_steps - start_steps) / max(wall, 1e-9), 1),
             "param_version": learner.published_version,
+            "devices": {"learner": str(learner_device), "actors": str(actor_device)},
             "timing": {k: round(v, 3) for k, v in timing.items()},
             "replay_tables": replay_tables,
         }

@@ -38,6 +38,7 @@ INFERENCE_SECONDS = "herd_actor_inference_seconds"
 ACTOR_UNROLLS = "herd_actor_unrolls_total"
 ACTOR_PARAM_VERSION = "herd_actor_param_version"
 ACTOR_POLICY_LAG = "herd_actor_policy_lag"
+ACTOR_DEVICE_INFO = "herd_actor_device_info"
 # learner
 LEARNER_STEPS = "herd_learner_steps_total"
 LEARNER_FRAMES = "herd_learner_frames_total"
@@ -50,6 +51,7 @@ GRAD_NORM = "herd_learner_grad_norm"
 LEARNING_RATE = "herd_learner_learning_rate"
 LEARNER_PARAM_VERSION = "herd_learner_param_version"
 LEARNER_POLICY_LAG = "herd_learner_policy_lag"
+LEARNER_DEVICE_INFO = "herd_learner_device_info"
 # replay
 REPLAY_ITEMS = "herd_replay_table_items"
 REPLAY_MAX_ITEMS = "herd_replay_table_max_items"
@@ -108,6 +110,12 @@ class ActorMetrics:
                                    registry=registry)
         self.policy_lag = Gauge(ACTOR_POLICY_LAG, "Versions the actor's weights were behind the parameter "
                                 "server at its last pull", registry=registry)
+        self.device = Gauge(ACTOR_DEVICE_INFO, "1, labelled with the torch device the actor's policy runs on",
+                            ["requested", "device", "name"], registry=registry)
+
+    def record_device(self, requested: str, device: str, name: str) -> None:
+        """Once at start: the actor_device as set (e.g. auto) and as resolved (e.g. cpu)."""
+        self.device.labels(requested, device, name).set(1)
 
     def record_unroll(self, env_steps: int, returns: Sequence[float], mean100: float, version: int) -> None:
         """One unroll's worth: its env steps and the returns of the episodes that ended in it."""
@@ -144,9 +152,15 @@ class LearnerMetrics:
                                    registry=registry)
         self.policy_lag = Gauge(LEARNER_POLICY_LAG, "Mean policy lag of the last batch: published version "
                                 "minus the version that acted", registry=registry)
+        self.device = Gauge(LEARNER_DEVICE_INFO, "1, labelled with the torch device the learner's updates run on",
+                            ["requested", "device", "name"], registry=registry)
         self._fps_window = fps_window
         self._fps_mark = (time.monotonic(), 0.0)
         self._frames = 0.0
+
+    def record_device(self, requested: str, device: str, name: str) -> None:
+        """Once at start: the learner_device as set (e.g. auto) and as resolved (e.g. cuda:0)."""
+        self.device.labels(requested, device, name).set(1)
 
     def record_step(self, metrics: Mapping[str, float], frames: int, published_version: int,
                     update_seconds: Optional[float] = None) -> None:

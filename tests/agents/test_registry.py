@@ -8,6 +8,7 @@ import pathlib
 
 import numpy as np
 import pytest
+import torch
 
 from herd import config as hc
 from herd.agents import registry
@@ -67,7 +68,7 @@ def test_each_agent_runs_one_round_of_act_insert_learn_in_process(name):
     spec = registry.get(name)
     table = make_table(spec.table(run.agent, run))
     store = ParameterStore()
-    learner = Learner(spec.make_updater(run.agent, info, run), table, store, run.agent.batch_size,
+    learner = Learner(spec.make_updater(run.agent, info, run, torch.device("cpu")), table, store, run.agent.batch_size,
                       sample_timeout=0, frames_per_item=spec.frames_per_item(run.agent))
     learner.publish()
     actor = Actor(make_batched_env(run.env, 4, 0), spec.make_policy(run.agent, info, ActingContext(0, range(4), 4)),

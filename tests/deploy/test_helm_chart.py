@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from herd import config as hc
 from herd.cli import DEFAULT_CONTAINER_PORT
 from herd.run_config import load_run_config
 from herd.testing.deploy import dir_volumes, normalise, parse_serve, unknown_herd_variables, up_services
@@ -35,15 +36,7 @@ SCENARIOS = {
         "redis": {"enabled": False, "external": {"url": "rediss://redis.example.com:6380/2"},
                   "auth": {"existingSecret": "redis-creds", "existingSecretKey": "password"}},
     },
-    "gpu-learner": {
-        "image": {"tag": "cu128"},
-        "learner": {
-            "resources": {"requests": {"cpu": "4", "memory": "16Gi"},
-                          "limits": {"memory": "32Gi", "nvidia.com/gpu": 1}},
-            "nodeSelector": {"nvidia.com/gpu.present": "true"},
-            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-        },
-    },
+    "gpu-learner": yaml.safe_load((CHART / "values-gpu.yaml").read_text()),  # the GPU values the docs name
     "no-auth-no-persistence": {"redis": {"auth": {"enabled": False}, "persistence": {"enabled": False}},
                                "metrics": {"podAnnotations": False}},
 }
@@ -215,6 +208,30 @@ def test_probes_security_and_scheduling(chart):
     assert "tolerations" not in workloads(docs)["actor"]["spec"]["template"]["spec"]
     redis_pod = find(docs, "StatefulSet", "herd-redis")[0]["spec"]["template"]["spec"]
     assert redis_pod["securityContext"]["runAsNonRoot"] is True
+
+
+def test_gpu_values_put_the_learner_on_a_gpu(chart, tmp_path):
+    """values-gpu.yaml: the learner requests a GPU and its run config says device cuda; actors neither."""
+    from herd import devices
+
+    docs = render(chart, SCENARIOS["gpu-learner"])
+    pods = {c: w["spec"]["template"]["spec"] for c, w in workloads(docs).items()}
+    assert pods["learner"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    for component in ("params", "replay", "actor"):
+        assert "nvidia.com/gpu" not in pods[component]["containers"][0]["resources"].get("limits", {}), component
+    run_yaml = tmp_path / "run.yaml"
+    run_yaml.write_text(find(docs, "ConfigMap", "herd-run-config")[0]["data"]["run.yaml"])
+    run, _ = load_run_config(str(run_yaml), need_env=False)
+    assert (run.learner_device, run.actor_device) == ("cuda", "cpu")
+    gpu_node = devices.Visible("2.13.0+cu128", "12.8", cuda_count=1, mps=False)
+    assert devices.run_devices(run, gpu_node) == {"learner": "cuda:0", "actors": "cpu"}
+    # In a pod without the GPU the learner stops at start, saying why.
+    no_gpu = devices.Visible("2.13.0+cu128", "12.8", cuda_count=0, mps=False)
+    with pytest.raises(hc.ConfigError, match=r"'learner_device'.*'cuda' is not available.*nvidia.com/gpu"):
+        devices.run_devices(run, no_gpu)
+    # The chart's defaults leave the learner on auto, which takes a GPU where the pod has one.
+    default_run = yaml.safe_load(find(render(chart, {}), "ConfigMap", "herd-run-config")[0]["data"]["run.yaml"])
+    assert "learner_device" not in default_run
 
 
 def test_tls_and_token_come_from_secrets(chart):

@@ -45,13 +45,45 @@ def test_config_command_prints_resolved_config():
     assert "batch_size: 8" in out.stdout and "torso: mlp" in out.stdout
 
 
+def test_config_command_shows_the_devices_this_machine_resolves():
+    import torch
+    import yaml
+
+    from herd import devices
+
+    out = run_cli("config", "--env", "gym:CartPole-v1", "actor_device=cuda:99")
+    assert out.returncode == 0, out.stderr  # a config for another machine still prints
+    lines = out.stdout.splitlines()
+    header = lines.index(next(line for line in lines if line.startswith("# devices on this machine:")))
+    assert lines[header] == f"# devices on this machine: {devices.visible().describe()}"
+    learner = "cuda:0" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
+    assert lines[header + 1:] == [f"#   learner_device: auto -> {learner}",
+                                  "#   actor_device: cuda:99 -> not available here"]
+    printed = yaml.safe_load(out.stdout)  # the comments leave a valid config file
+    assert printed["learner_device"] == "auto" and printed["actor_device"] == "cuda:99"
+
+
+def test_a_device_that_is_not_there_stops_train_naming_what_torch_sees():
+    out = run_cli("train", "--env", "gym:CartPole-v1", "--steps", "10", "learner_device=cuda:99")
+    assert out.returncode == 2
+    assert "config key 'learner_device': device 'cuda:99' is not available; torch" in out.stderr
+    assert "sees: cpu" in out.stderr and "docs/devices.md" in out.stderr
+
+
+@pytest.mark.parametrize("kind", ["learner", "actor"])
+def test_a_service_on_a_device_that_is_not_there_exits_before_serving(kind):
+    out = run_cli("serve", kind, f"{kind}_device=cuda:99", "--redis-url", "redis://127.0.0.1:1/0")
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert f"config key '{kind}_device': device 'cuda:99' is not available" in out.stderr
+
+
 def test_train_writes_run_dir(tmp_path):
     run_dir = tmp_path / "run"
     code = main(
         [
             "train", "--env", "gym:CartPole-v1", "--steps", "3000", "--seed", "3", "--actors", "2",
             "--envs-per-actor", "4", "--run-dir", str(run_dir), "--quiet",
-            "agent.batch_size=4", "agent.unroll_length=10", "checkpoint_every=5",
+            "agent.batch_size=4", "agent.unroll_length=10", "checkpoint_every=5", "learner_device=cpu",
         ]
     )
     assert code == 0
@@ -62,6 +94,7 @@ def test_train_writes_run_dir(tmp_path):
     ):
         assert key in summary, key
     assert summary["env_steps"] >= 3000
+    assert summary["devices"] == {"learner": "cpu", "actors": "cpu"}  # learner_device=cpu below
     # Every round writes 2 actors x 4 envs = 8 unrolls = 2 batches of 4.
     assert summary["learner_steps"] == summary["env_steps"] // (10 * 4) or summary["learner_steps"] > 0
     rows = list(csv.DictReader(open(run_dir / "episodes.csv")))

@@ -83,3 +83,16 @@ def test_checkpoint_restores_optimizer_and_counters(tmp_path):
             assert np.allclose(np.asarray(a[k][name]), np.asarray(b[k][name]))
     for (ka, va), (kb, vb) in zip(learner.updater.weights().items(), other.updater.weights().items()):
         assert ka == kb and np.array_equal(va, vb)
+
+
+def test_weights_come_back_to_the_host_once_per_publish_not_per_update():
+    store = ParameterStore()
+    learner, table = _learner(store)
+    learner.publish_every = 3
+    calls = []
+    weights = learner.updater.weights
+    learner.updater.weights = lambda: calls.append(learner.stats.steps) or weights()  # how weights reach the host
+    for _ in range(7):
+        _fill(table, 2)
+        learner.step()
+    assert calls == [3, 6] and store.fetch("policy").version == 6

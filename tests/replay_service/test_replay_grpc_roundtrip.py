@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from herd.interfaces import BatchSource, RateLimitTimeout, TrajectoryWriter
+from herd.interfaces import BatchSource, RateLimitTimeout, SampledBatch, TrajectoryWriter
 from replay_service.client import ReplayClient, SampleStream, TableClient
 from replay_service.config import TableConfig
 from replay_service.protocol import InsertTimeout
@@ -80,6 +80,34 @@ def test_sample_stream_prefetches(client, item):
             stream.next(timeout=0.3)
         table.insert(item(12, n=4))
         assert next(stream).data["id"][0].tolist() == [12, 13, 14, 15]
+
+
+def test_sample_stream_stages_each_batch_in_its_prefetch_thread(client, item):
+    """What a GPU learner hangs its pinning on (``stage=pin_batch``): every batch, before it is queued."""
+    table = client.table("uniform")  # sampled with replacement: whatever other tests left, batches come
+    table.insert(item(0))
+    staged = []
+
+    def stage(batch):
+        staged.append(threading.current_thread().name)
+        return SampledBatch(batch.keys, batch.probabilities, {**batch.data, "staged": np.ones(1)}, batch.table_size)
+
+    with SampleStream(table, 4, prefetch=1, stage=stage) as stream:
+        batches = [stream.next(timeout=5) for _ in range(2)]
+    assert all("staged" in b.data and b.data["id"].shape == (3, 4) for b in batches)
+    assert staged[:2] == ["sample-uniform", "sample-uniform"]  # the stream's thread, not the learner's
+
+
+def test_sample_stream_raises_what_its_stage_raised(client, item):
+    table = client.table("uniform")
+    table.insert(item(0))
+
+    def stage(batch):
+        raise RuntimeError("pin_memory failed")
+
+    with SampleStream(table, 4, prefetch=1, stage=stage) as stream:
+        with pytest.raises(RuntimeError, match="pin_memory failed"):
+            stream.next(timeout=5)
 
 
 def test_priorities_update_and_prioritized_sample(client, item):

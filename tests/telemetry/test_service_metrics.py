@@ -10,7 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from herd.coord import Coordinator
 from herd.run_config import load_run_config
-from herd.launch.status import cluster_status
+from herd import devices
+from herd.launch.status import cluster_status, format_table
 from herd.options import CoordOptions, ServerOptions
 from herd.telemetry import metrics as hm
 from herd.testing.servers import ServiceThread
@@ -124,6 +125,16 @@ def test_every_service_serves_its_own_metrics_registered_in_redis(cluster):
         assert _value(samples, hm.PROCESS_CPU_SECONDS) > 0
         assert all(name.startswith(hm.PREFIX) for name, _ in samples)
 
+    # The device each one resolved (learner_device auto, actor_device cpu), in its metrics and in herd status.
+    expected = devices.run_devices(load_run_config(info=info)[0])
+    assert _value(learner, hm.LEARNER_DEVICE_INFO, requested="auto", device=expected["learner"]) == 1
+    assert _value(actor, hm.ACTOR_DEVICE_INFO, requested="cpu", device="cpu", name="cpu") == 1
+
     status = cluster_status(redis_url, run_id)
     by_kind = {s["kind"]: s["metrics"] for s in status["services"] if s["kind"] != "redis"}
     assert by_kind == addresses
+    device_of = {s["kind"]: s["device"] for s in status["services"]}
+    assert device_of == {"redis": "", "params": "", "replay": "", "learner": expected["learner"], "actor": "cpu"}
+    table = format_table(status).splitlines()
+    assert "DEVICE" in table[1].split()
+    assert next(line for line in table if line.startswith("learner")).split()[-2] == expected["learner"]

@@ -49,6 +49,10 @@ class DQNConfig:
     dueling: bool = option(True, "dueling heads: Q = V + A - mean(A)")
     reward_clip: Optional[float] = option(1.0, "clip rewards to [-x, x] in the actor's n-step return; none to disable")
     steps_per_write: int = option(4, "actor steps whose transitions go to the replay in one insert")
+    precision: Literal["float32", "bfloat16"] = option(
+        "float32", "learner forward passes in float32, or bfloat16 autocast (GPUs with bfloat16: Ampere and "
+        "newer); parameters, TD targets and the loss stay float32 (docs/devices.md#mixed-precision)"
+    )
     publish_every: int = option(10, "learner updates between parameter publishes")
     pull_every: int = option(1, "actor writes between parameter pulls")
 

@@ -5,6 +5,8 @@
 probabilities they were sampled with, and returns the loss terms and new priorities
 ``|TD| + ε`` for the sampled keys. The loss is the Huber loss of the double-Q TD error,
 weighted by importance weights ``(N P(i))^-β`` with β annealed from 0.4 to 1 over the run.
+The online and target networks live on the learner's device; the forward passes may run in
+bfloat16 (``agent.precision``), the TD targets, loss and priorities always in float32.
 """
 
 from __future__ import annotations
@@ -19,17 +21,24 @@ from herd import types as ht
 from herd.agents.base import EnvInfo, SampledBatch, UpdateResult
 from herd.agents.dqn.config import DQNConfig
 from herd.agents.dqn.networks import make_q_network
-from herd.agents.torch_util import as_tensor, weights_of
+from herd.agents.torch_util import batch_to_device, check_precision, mixed_precision, scalars_to_host, weights_of
 from herd.losses import dqn as losses
+
+# The fields an update reads, with the dtypes the loss wants (None: as stored, e.g. uint8 frames).
+_FIELDS = {ht.OBSERVATION: None, ht.ACTION: np.int64, ht.REWARD: np.float32, ht.DISCOUNT: np.float32}
 
 
 class DQNUpdater:
     """Double Q-learning with a target network, prioritized replay and Adam."""
 
-    def __init__(self, config: DQNConfig, env: EnvInfo, expected_updates: int, seed: int) -> None:
+    def __init__(self, config: DQNConfig, env: EnvInfo, expected_updates: int, seed: int,
+                 device: torch.device = torch.device("cpu")) -> None:
+        check_precision(config.precision, device)
         torch.manual_seed(seed)
         self.config = config
-        self.network = make_q_network(config, env.observation_shape, env.num_actions)
+        self.device = device
+        # Initialised on the CPU, then moved: a seed gives the same initial weights on every device.
+        self.network = make_q_network(config, env.observation_shape, env.num_actions).to(device)
         self.target = copy.deepcopy(self.network).requires_grad_(False)
         self.optimizer = torch.optim.Adam(self.network.parameters(), lr=config.learning_rate, eps=config.adam_epsilon)
         self.expected_updates = max(1, expected_updates)
@@ -45,24 +54,28 @@ class DQNUpdater:
 
     def update(self, sampled: SampledBatch) -> UpdateResult:
         cfg = self.config
-        batch = sampled.data
-        obs = as_tensor(batch[ht.OBSERVATION])  # [2, B, ...]: x_{t-1} and x_t (n steps later)
-        action = as_tensor(batch[ht.ACTION], np.int64)[0]  # [B]
-        r_t = as_tensor(batch[ht.REWARD], np.float32)[0]
-        discount_t = as_tensor(batch[ht.DISCOUNT], np.float32)[0]
+        batch = batch_to_device(sampled.data, self.device, _FIELDS)
+        obs = batch[ht.OBSERVATION]  # [2, B, ...]: x_{t-1} and x_t (n steps later)
+        action = batch[ht.ACTION][0]  # [B]
+        r_t = batch[ht.REWARD][0]
+        discount_t = batch[ht.DISCOUNT][0]
         b = action.shape[0]
 
-        q_both = self.network(obs.flatten(0, 1))  # one pass over [2B, ...]
+        with mixed_precision(cfg.precision, self.device):
+            q_both = self.network(obs.flatten(0, 1))  # one pass over [2B, ...]
+            with torch.no_grad():
+                q_t_target = self.target(obs[1])
+        q_both, q_t_target = q_both.float(), q_t_target.float()  # float32 from here on (no-op without autocast)
         q_tm1, q_t_online = q_both[:b], q_both[b:].detach()
         with torch.no_grad():
-            q_t_target = self.target(obs[1])
             target = losses.double_q_target(r_t, discount_t, q_t_target, q_t_online)
         q_tm1_a = q_tm1.gather(1, action[:, None]).squeeze(1)
         td = target - q_tm1_a
         beta = self.beta()
+        # In float64 on the host (tiny, and MPS has no float64), then to the device as float32.
         weights = losses.importance_weights(
             torch.from_numpy(np.asarray(sampled.probabilities, np.float64)), max(1, sampled.table_size), beta
-        ).float()
+        ).float().to(self.device)
         loss = (weights * losses.huber(td, cfg.huber_delta)).mean()
 
         lr = self.learning_rate()
@@ -76,17 +89,17 @@ class DQNUpdater:
         if self.updates % cfg.target_update_period == 0:
             self.target.load_state_dict(self.network.state_dict())
 
-        priorities = losses.priorities_from_td(td.detach(), cfg.priority_epsilon).numpy().astype(np.float64)
-        metrics = {
-            "total_loss": float(loss.item()),
-            "q_loss": float(losses.huber(td.detach(), cfg.huber_delta).mean()),
-            "grad_norm": float(grad_norm),
+        priorities = losses.priorities_from_td(td.detach(), cfg.priority_epsilon).cpu().numpy().astype(np.float64)
+        metrics = scalars_to_host({
+            "total_loss": loss,
+            "q_loss": losses.huber(td.detach(), cfg.huber_delta).mean(),
+            "grad_norm": grad_norm,
             "learning_rate": lr,
-            "mean_q": float(q_tm1_a.detach().mean()),
-            "mean_abs_td": float(td.detach().abs().mean()),
+            "mean_q": q_tm1_a.detach().mean(),
+            "mean_abs_td": td.detach().abs().mean(),
             "importance_beta": beta,
-            "mean_importance_weight": float(weights.mean()),
-        }
+            "mean_importance_weight": weights.mean(),
+        })
         return UpdateResult(metrics, priorities)
 
     def weights(self) -> dict[str, np.ndarray]:

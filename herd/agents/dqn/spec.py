@@ -67,9 +67,10 @@ SPEC = AgentSpec(
     auto_preset=_auto_preset,
     tables=_tables,
     make_adder=_adder,
-    make_policy=lambda cfg, info, ctx: DQNPolicy.for_envs(cfg, info, ctx.env_ids, ctx.total_envs, ctx.seed),
-    make_eval_policy=lambda cfg, info, seed: DQNPolicy(cfg, info, [cfg.eval_epsilon], seed),
-    make_updater=lambda cfg, info, run: DQNUpdater(cfg, info, _expected_updates(cfg, run), run.seed),
+    make_policy=lambda cfg, info, ctx: DQNPolicy.for_envs(cfg, info, ctx.env_ids, ctx.total_envs, ctx.seed,
+                                                          ctx.device),
+    make_eval_policy=lambda cfg, info, seed, device: DQNPolicy(cfg, info, [cfg.eval_epsilon], seed, device),
+    make_updater=lambda cfg, info, run, device: DQNUpdater(cfg, info, _expected_updates(cfg, run), run.seed, device),
     frames_per_item=lambda cfg: 1,
     hot_fields=("publish_every",),
 )

@@ -2,7 +2,9 @@
 
 ``ImpalaPolicy.step`` samples actions from softmax(logits) and returns the behaviour
 logits the adder records; the learner's V-trace corrects for the lag between them and
-the current policy. ``ImpalaEvalPolicy`` acts greedily, for evaluation rounds.
+the current policy. ``ImpalaEvalPolicy`` acts greedily, for evaluation rounds. Both run
+their network on the actors' device (``actor_device``, the CPU by default); observations
+go in and logits come out as numpy arrays.
 """
 
 from __future__ import annotations
@@ -48,33 +50,40 @@ def sample_categorical(logits: np.ndarray, rng: np.random.Generator) -> np.ndarr
 class ImpalaPolicy:
     """Batched stochastic policy of an actor: samples from softmax(logits)."""
 
-    def __init__(self, config: ImpalaConfig, env: EnvInfo, seed: int) -> None:
+    def __init__(self, config: ImpalaConfig, env: EnvInfo, seed: int,
+                 device: torch.device = torch.device("cpu")) -> None:
         self.config = config
-        self.network = build_network(config, env).eval()
+        self.device = device
+        self.network = build_network(config, env).to(device).eval()
         self.version = -1  # no published weights loaded yet
         self._rng = np.random.default_rng(seed)
 
     def initial_state(self, batch_size: int) -> tuple[np.ndarray, ...]:
         return tuple(s.numpy() for s in self.network.initial_state(batch_size))
 
+    def _forward(self, observation: np.ndarray, first: np.ndarray,
+                 state: tuple[np.ndarray, ...]) -> tuple[torch.Tensor, tuple[np.ndarray, ...]]:
+        """Logits ``[N, A]`` (on the device) and the new core state (numpy) of one step for N environments."""
+        # One time step for N environments: add the leading time axis, [1, N, ...].
+        # On the CPU ``.to`` returns the tensor itself and ``.cpu()`` below too: no copies.
+        obs = torch.from_numpy(observation).unsqueeze(0).to(self.device)
+        first_t = torch.from_numpy(first).unsqueeze(0).to(self.device)
+        core = tuple(torch.from_numpy(s).to(self.device) for s in state)
+        out, new_core = self.network(obs, first_t, core)
+        return out.policy_logits[0], tuple(s.cpu().numpy() for s in new_core)
+
     @torch.inference_mode()
     def step(
         self, observation: np.ndarray, first: np.ndarray, state: tuple[np.ndarray, ...]
     ) -> tuple[PolicyOutput, tuple[np.ndarray, ...]]:
-        # One time step for N environments: add the leading time axis, [1, N, ...].
-        obs = torch.from_numpy(observation).unsqueeze(0)
-        first_t = torch.from_numpy(first).unsqueeze(0)
-        core = tuple(torch.from_numpy(s) for s in state)
-        out, new_core = self.network(obs, first_t, core)
-        logits = out.policy_logits[0].numpy()  # [N, A]
+        logits_t, new_core = self._forward(observation, first, state)
+        logits = logits_t.cpu().numpy()  # [N, A]
         action = sample_categorical(logits, self._rng)
-        return PolicyOutput(action=action, extras={ht.BEHAVIOUR_LOGITS: logits}), tuple(s.numpy() for s in new_core)
+        return PolicyOutput(action=action, extras={ht.BEHAVIOUR_LOGITS: logits}), new_core
 
     def load(self, version: int, weights: Mapping[str, np.ndarray]) -> None:
         load_weights(self.network, weights)
         self.version = version
-
-
 
 
 class ImpalaEvalPolicy(ImpalaPolicy):
@@ -84,9 +93,6 @@ class ImpalaEvalPolicy(ImpalaPolicy):
     def step(
         self, observation: np.ndarray, first: np.ndarray, state: tuple[np.ndarray, ...]
     ) -> tuple[PolicyOutput, tuple[np.ndarray, ...]]:
-        obs = torch.from_numpy(observation).unsqueeze(0)
-        first_t = torch.from_numpy(first).unsqueeze(0)
-        core = tuple(torch.from_numpy(s) for s in state)
-        out, new_core = self.network(obs, first_t, core)
-        action = out.policy_logits[0].argmax(dim=-1).numpy().astype(np.int64)
-        return PolicyOutput(action=action, extras={}), tuple(s.numpy() for s in new_core)
+        logits, new_core = self._forward(observation, first, state)
+        action = logits.argmax(dim=-1).cpu().numpy().astype(np.int64)
+        return PolicyOutput(action=action, extras={}), new_core

@@ -45,6 +45,10 @@ class ImpalaConfig:
     hidden_sizes: tuple[int, ...] = option((256,), "hidden layer sizes of the mlp torso")
     use_lstm: bool = option(False, "add an LSTM core (its state resets at episode starts)")
     lstm_size: int = option(256, "LSTM hidden size")
+    precision: Literal["float32", "bfloat16"] = option(
+        "float32", "learner forward passes in float32, or bfloat16 autocast (GPUs with bfloat16: Ampere and "
+        "newer); parameters, losses and V-trace stay float32 (docs/devices.md#mixed-precision)"
+    )
     publish_every: int = option(1, "learner steps between parameter publishes")
     pull_every: int = option(1, "actor unrolls between parameter pulls")
 

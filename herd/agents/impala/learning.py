@@ -3,6 +3,9 @@
 ``ImpalaUpdater.update`` turns a ``[T + 1, B, ...]`` batch of unrolls into one RMSProp/Adam
 step on the IMPALA loss (``herd.losses.impala``: V-trace targets, policy gradient, baseline,
 entropy), and ``weights()`` is what the learner publishes for the actors' next ``load``.
+The network and optimizer live on the learner's device; the batch is copied there once
+(``herd.agents.torch_util.batch_to_device``) and the forward pass may run in bfloat16
+(``agent.precision``), while the loss and V-trace always run in float32.
 """
 
 from __future__ import annotations
@@ -16,17 +19,25 @@ from herd import types as ht
 from herd.agents.base import EnvInfo, SampledBatch, UpdateResult
 from herd.agents.impala.acting import build_network
 from herd.agents.impala.config import ImpalaConfig
-from herd.agents.torch_util import as_tensor, weights_of
+from herd.agents.torch_util import batch_to_device, check_precision, mixed_precision, scalars_to_host, weights_of
 from herd.losses.impala import impala_loss
+
+# The fields an update reads, with the dtypes the loss wants (None: as stored, e.g. uint8 frames).
+_FIELDS = {ht.OBSERVATION: None, ht.STEP_TYPE: np.int64, ht.REWARD: np.float32, ht.DISCOUNT: np.float32,
+           ht.ACTION: np.int64, ht.BEHAVIOUR_LOGITS: np.float32}
 
 
 class ImpalaUpdater:
     """The learner's gradient step: V-trace targets, IMPALA loss, clipping, schedule."""
 
-    def __init__(self, config: ImpalaConfig, env: EnvInfo, total_env_steps: int, seed: int) -> None:
+    def __init__(self, config: ImpalaConfig, env: EnvInfo, total_env_steps: int, seed: int,
+                 device: torch.device = torch.device("cpu")) -> None:
+        check_precision(config.precision, device)
         torch.manual_seed(seed)
         self.config = config
-        self.network = build_network(config, env)
+        self.device = device
+        # Initialised on the CPU, then moved: a seed gives the same initial weights on every device.
+        self.network = build_network(config, env).to(device)
         params = self.network.parameters()
         if config.optimizer == "rmsprop":
             self.optimizer: torch.optim.Optimizer = torch.optim.RMSprop(
@@ -50,27 +61,27 @@ class ImpalaUpdater:
 
     def update(self, sampled: SampledBatch) -> UpdateResult:
         cfg = self.config
-        batch = sampled.data
-        obs = as_tensor(batch[ht.OBSERVATION])  # [T+1, B, ...]
-        step_type = as_tensor(batch[ht.STEP_TYPE], np.int64)  # [T+1, B]
-        reward = as_tensor(batch[ht.REWARD], np.float32)
-        discount = as_tensor(batch[ht.DISCOUNT], np.float32)
-        action = as_tensor(batch[ht.ACTION], np.int64)
-        behaviour_logits = as_tensor(batch[ht.BEHAVIOUR_LOGITS], np.float32)
-        core = tuple(
-            as_tensor(batch[k])[0]  # [1, B, H] -> [B, H]
-            for k in sorted(k for k in batch if k.startswith(ht.CORE_STATE_PREFIX))
-        )
+        core_keys = sorted(k for k in sampled.data if k.startswith(ht.CORE_STATE_PREFIX))
+        batch = batch_to_device(sampled.data, self.device, {**_FIELDS, **{k: None for k in core_keys}})
+        obs = batch[ht.OBSERVATION]  # [T+1, B, ...]
+        step_type = batch[ht.STEP_TYPE]  # [T+1, B]
+        reward = batch[ht.REWARD]
+        discount = batch[ht.DISCOUNT]
+        action = batch[ht.ACTION]
+        behaviour_logits = batch[ht.BEHAVIOUR_LOGITS]
+        core = tuple(batch[k][0] for k in core_keys)  # [1, B, H] -> [B, H]
         unroll, batch_size = step_type.shape
 
-        out, _ = self.network(obs, step_type == ht.FIRST, core)
-        values = out.baseline  # [T+1, B]
+        with mixed_precision(cfg.precision, self.device):
+            out, _ = self.network(obs, step_type == ht.FIRST, core)
+        logits = out.policy_logits.float()  # [T+1, B, A]; float32 from here on (no-op without autocast)
+        values = out.baseline.float()  # [T+1, B]
         # Transition t -> t+1 uses a_t, r_{t+1} and d_{t+1}; the last entry only bootstraps.
         r_t = reward[1:]
         if cfg.reward_clip is not None:
             r_t = r_t.clamp(-cfg.reward_clip, cfg.reward_clip)
         loss = impala_loss(
-            target_logits=out.policy_logits[:-1],
+            target_logits=logits[:-1],
             values=values[:-1],
             bootstrap_value=values[-1],
             behaviour_logits=behaviour_logits[:-1],
@@ -97,15 +108,15 @@ class ImpalaUpdater:
         self.updates += 1
         self.frames += (unroll - 1) * batch_size
 
-        metrics = {
-            "total_loss": loss.total.item(),
-            "pg_loss": loss.pg_loss.item(),
-            "baseline_loss": loss.baseline_loss.item(),
-            "entropy_loss": loss.entropy_loss.item(),
-            "grad_norm": float(grad_norm),
+        metrics = scalars_to_host({
+            "total_loss": loss.total,
+            "pg_loss": loss.pg_loss,
+            "baseline_loss": loss.baseline_loss,
+            "entropy_loss": loss.entropy_loss,
+            "grad_norm": grad_norm,
             "learning_rate": lr,
-        }
-        metrics.update({k: float(v) for k, v in loss.extras.items()})
+            **loss.extras,
+        })
         return UpdateResult(metrics)
 
     def weights(self) -> dict[str, np.ndarray]:

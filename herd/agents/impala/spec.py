@@ -38,9 +38,10 @@ SPEC = AgentSpec(
     tables=_tables,
     # Unrolls of T + 1 steps every T steps: the last step bootstraps and starts the next unroll.
     make_adder=lambda cfg, info, writer: SequenceAdder(writer, cfg.unroll_length + 1, cfg.unroll_length),
-    make_policy=lambda cfg, info, ctx: ImpalaPolicy(cfg, info, seed=ctx.seed),
-    make_eval_policy=lambda cfg, info, seed: ImpalaEvalPolicy(cfg, info, seed=seed),
-    make_updater=lambda cfg, info, run: ImpalaUpdater(cfg, info, total_env_steps=run.steps, seed=run.seed),
+    make_policy=lambda cfg, info, ctx: ImpalaPolicy(cfg, info, seed=ctx.seed, device=ctx.device),
+    make_eval_policy=lambda cfg, info, seed, device: ImpalaEvalPolicy(cfg, info, seed=seed, device=device),
+    make_updater=lambda cfg, info, run, device: ImpalaUpdater(cfg, info, total_env_steps=run.steps, seed=run.seed,
+                                                              device=device),
     frames_per_item=lambda cfg: cfg.unroll_length,
     # Fields a running learner applies between two updates (ReloadConfig); the rest shape
     # the network or the data and only apply on restart.
