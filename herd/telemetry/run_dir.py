@@ -23,6 +23,16 @@ from herd.types import EpisodeRecord
 EPISODE_COLUMNS = ("env_steps", "episode_return", "episode_length", "task")
 
 
+def _episode_csv(path: str) -> tuple[Any, Any]:
+    """An episodes file opened for appending (a resumed run goes on), with its header when new."""
+    fresh = not os.path.exists(path) or os.path.getsize(path) == 0
+    f = open(path, "a", newline="")
+    writer = csv.writer(f)
+    if fresh:
+        writer.writerow(EPISODE_COLUMNS)
+    return f, writer
+
+
 class RunRecorder:
     """Writes a run's outputs; cheap enough to call once per episode and learner step."""
 
@@ -32,18 +42,8 @@ class RunRecorder:
         self.checkpoint_dir = os.path.join(run_dir, "checkpoints")
         with open(os.path.join(run_dir, "config.yaml"), "w") as f:
             yaml.safe_dump(dict(config), f, sort_keys=False)
-        path = os.path.join(run_dir, "episodes.csv")
-        fresh = not os.path.exists(path) or os.path.getsize(path) == 0
-        self._episodes_file = open(path, "a", newline="")
-        self._episodes = csv.writer(self._episodes_file)
-        if fresh:
-            self._episodes.writerow(EPISODE_COLUMNS)
-        eval_path = os.path.join(run_dir, "eval.csv")
-        eval_fresh = not os.path.exists(eval_path) or os.path.getsize(eval_path) == 0
-        self._eval_file = open(eval_path, "a", newline="")
-        self._eval = csv.writer(self._eval_file)
-        if eval_fresh:
-            self._eval.writerow(EPISODE_COLUMNS)
+        self._episodes_file, self._episodes = _episode_csv(os.path.join(run_dir, "episodes.csv"))
+        self._eval_file, self._eval = _episode_csv(os.path.join(run_dir, "eval.csv"))
         self.last_eval: list[float] = []  # returns of the last evaluation round
         self.eval_curve: list[tuple[int, float]] = []  # (env_steps, mean return) of every round
         self.returns: collections.deque[float] = collections.deque(maxlen=100)
