@@ -38,6 +38,8 @@ build() {  # build IMAGE ARGS...: docker build, quietly unless it fails
   echo "images: $image $(size_mb "$image") MB, built in $(since "$start") s"
 }
 
+docker version --format '{{.Server.Version}}' >/dev/null 2>&1 \
+  || { echo "images: no Docker engine answers (start dockerd as root; make compose does)" >&2; exit 1; }
 mkdir -p "$TOOLS"
 bash scripts/base_image.sh
 
