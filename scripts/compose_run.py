@@ -67,6 +67,10 @@ def main() -> int:
             extra=lambda: {"actors": actors, "seconds_to_healthy": seconds_to_healthy,
                            "restarts": compose.restarts(project), "run_dir": args.run_dir},
         )
+    except BaseException:
+        if project is not None:
+            print(f"compose: failed; the containers:\n{project.diagnose()}", file=sys.stderr)
+        raise
     finally:
         if project is not None:
             print("compose: docker compose down -v", file=sys.stderr)

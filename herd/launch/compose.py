@@ -154,6 +154,20 @@ class ComposeProject:
         out = self.run("logs", "--no-color", "--no-log-prefix", service, check=False)
         return out.stdout + out.stderr
 
+    def diagnose(self, lines: int = 30) -> str:
+        """What went wrong, for an error report: each container's state, its last health
+        check outputs and the tail of its log."""
+        parts = []
+        for c in self.containers():
+            name = c["Name"].lstrip("/")
+            probes = [f"  probe exit {p['ExitCode']}: {p['Output'].strip()[-300:]}"
+                      for p in ((c["State"].get("Health") or {}).get("Log") or [])[-3:]]
+            log_tail = docker("logs", "--tail", str(lines), c["Id"], check=False)
+            parts.append("\n".join([f"== {name}: {health(c)}, exit code {c['State']['ExitCode']}, "
+                                     f"restarts {c['RestartCount']}", *probes,
+                                     (log_tail.stdout + log_tail.stderr).rstrip()]))
+        return "\n".join(parts)
+
     def wait_healthy(self, counts: Mapping[str, int], timeout: float, since: Optional[float] = None,
                      ) -> dict[str, float]:
         """Waits until ``counts[service]`` containers of every service report ``healthy``.
