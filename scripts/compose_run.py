@@ -60,6 +60,7 @@ def main() -> int:
         seconds_to_healthy = max(healthy.values())
         print(f"compose: every container healthy {seconds_to_healthy:.1f} s after `up`; prometheus on "
               f"http://{project.published('prometheus', 9090)}", file=sys.stderr)
+        print(f"compose: healthy after (s): {json.dumps(healthy)}", file=sys.stderr)
         redis_url = f"redis://:{password}@{project.published('redis', 6379)}/0"
         summary = compose.follow(
             redis_url, os.environ.get("HERD_RUN_ID", "compose"), args.run_dir, hc.to_dict(run), run.steps,
