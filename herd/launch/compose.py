@@ -225,7 +225,7 @@ def follow(
     from herd.types import EpisodeRecord
 
     recorder = RunRecorder(run_dir, config, tensorboard=False)
-    coordinator = Coordinator(redis_url, run_id)
+    coordinator = Coordinator(redis_url, run_id, socket_timeout=10.0)  # a loaded machine answers late
     start = time.monotonic()
     first: Optional[tuple[float, int]] = None  # (time, env_steps) when the first env steps were seen
     counters: dict[str, int] = {}
@@ -249,7 +249,11 @@ def follow(
             if time.monotonic() - start > timeout:
                 raise TimeoutError(f"{env_steps} of {steps} env steps after {timeout:.0f} s (counters {counters})")
         end = time.monotonic()
-        records, _ = coordinator.read_episodes(last_id, count=100_000)
+        try:  # the episodes reported since the last read
+            records, _ = coordinator.read_episodes(last_id, count=100_000)
+        except REDIS_DOWN as e:
+            log.warning("redis unreachable: the last episodes are not recorded", extra={"error": str(e)})
+            records = []
         for r in records:
             recorder.episode(EpisodeRecord(env_steps, r.episode_return, r.episode_length, r.task, r.actor_id))
     finally:
