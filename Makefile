@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.herd-setup
 
-.PHONY: setup run test test-fast test-slow protos bench clean
+.PHONY: setup run compose images test test-fast test-slow protos bench clean
 
 setup: $(STAMP)
 
@@ -14,6 +14,15 @@ $(STAMP): pyproject.toml constraints.txt scripts/setup.sh
 ## The main job: IMPALA on CartPole-v1 on a local cluster (Redis + 4 services as processes), embedded defaults.
 run: setup
 	$(VENV)/bin/herd up --env gym:CartPole-v1 --actors 2 --steps 500000 --seed 1
+
+## The same job on the docker-compose cluster (as root): images built here (no registry needed),
+## redis, params, replay, learner, 2 actors, prometheus; summary.json is the last line; ends with down -v.
+compose: setup
+	$(PY) scripts/compose_run.py
+
+## Only the images of docker-compose.yml (docs/deployment-compose.md).
+images: setup
+	PYTHON=$(PY) bash scripts/images.sh
 
 ## The whole suite: fast unit tests first, then integration and learning smoke tests.
 test: setup
@@ -27,4 +36,4 @@ bench: setup
 	$(PY) benchmarks/train_throughput.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .tools

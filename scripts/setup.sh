@@ -7,11 +7,15 @@ VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 
-# System servers the integration tests run for real (Redis; Prometheus for the metrics tests).
+# System servers the integration tests run for real (Redis; Prometheus for the metrics tests),
+# and what the container test and `make compose` need: the Docker engine, and debootstrap for
+# the local base image (scripts/base_image.sh; there is no image registry to pull one from).
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
   missing=()
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+  command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+  command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: apt-get install ${missing[*]}"
     apt-get update -qq >/dev/null

