@@ -16,7 +16,7 @@ import numpy as np
 
 from herd import types as ht
 from herd.adders import Adder
-from herd.agents.base import Policy
+from herd.agents.base import Policy, load_newer
 from herd.envs.batched import BatchedEnv, BatchedTimeStep, EpisodeTracker
 from herd.interfaces import VariableSource
 
@@ -78,9 +78,7 @@ class Actor:
     def sync_params(self, wait: bool = False, poll_seconds: float = 0.05) -> bool:
         """Pulls newer weights if there are any; with ``wait``, blocks until the first version."""
         while True:
-            params = self.variables.fetch(self.param_name, min_version=self.policy.version + 1)
-            if params is not None:
-                self.policy.load(params.version, params.tensors)
+            if load_newer(self.policy, self.variables, self.param_name):
                 return True
             if not wait or self.policy.version >= 0:
                 return False

@@ -12,7 +12,7 @@ exploring actors say little about the policy itself; these do.
 from __future__ import annotations
 
 from herd import types as ht
-from herd.agents.base import Policy
+from herd.agents.base import Policy, load_newer
 from herd.envs.batched import EpisodeTracker, make_batched_env
 from herd.interfaces import VariableSource
 
@@ -49,9 +49,7 @@ class Evaluator:
 
         ``env_steps`` (the run's count when the round starts) stamps the records.
         """
-        params = self.variables.fetch(self.param_name, min_version=self.policy.version + 1)
-        if params is not None:
-            self.policy.load(params.version, params.tensors)
+        load_newer(self.policy, self.variables, self.param_name)
         n = self.episodes
         # Fresh environments with the same seeds every round: rounds differ only by the weights.
         env = make_batched_env(self.task, n, self._seed, vectorized=self._vectorized)

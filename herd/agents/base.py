@@ -19,9 +19,9 @@ from typing import Any, Mapping, Protocol
 import numpy as np
 
 from herd.envs.registry import EnvInfo  # re-exported: what an agent builds its network from
-from herd.interfaces import SampledBatch
+from herd.interfaces import SampledBatch, VariableSource
 
-__all__ = ["EnvInfo", "Policy", "PolicyOutput", "SampledBatch", "UpdateResult", "Updater"]
+__all__ = ["EnvInfo", "Policy", "PolicyOutput", "SampledBatch", "load_newer", "UpdateResult", "Updater"]
 
 
 @dataclasses.dataclass
@@ -47,6 +47,15 @@ class Policy(Protocol):
 
     def load(self, version: int, weights: Mapping[str, np.ndarray]) -> None:
         """Switches to published weights."""
+
+
+def load_newer(policy: "Policy", variables: VariableSource, name: str) -> bool:
+    """Loads the newest published weights ``name`` into ``policy`` if they are newer than its own."""
+    params = variables.fetch(name, min_version=policy.version + 1)
+    if params is None:
+        return False
+    policy.load(params.version, params.tensors)
+    return True
 
 
 @dataclasses.dataclass
