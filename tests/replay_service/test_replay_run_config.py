@@ -33,7 +33,7 @@ def test_the_agent_names_its_tables_and_yaml_overrides_them():
     (table,) = dqn.tables
     assert (table.name, table.sampler, table.rate_limiter, table.max_size) == (
         "priority_replay", "prioritized", "sample_to_insert_ratio", 5000)
-    assert table.samples_per_insert == 32.0 and table.priority_exponent == 0.6
+    assert table.samples_per_insert == 64.0 and table.priority_exponent == 0.6
 
 
 def t(**fields):
