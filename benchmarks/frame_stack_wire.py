@@ -28,25 +28,24 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from prometheus_client.process_collector import ProcessCollector  # noqa: E402
+
 from benchmarks.replay_grpc import _replay_server, start  # noqa: E402
 
 T = 20  # unroll length of the paper setting
 FRAME = (84, 84)
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def process_cpu_seconds(pid: int) -> float:
-    """utime + stime of process ``pid`` (all its threads), from /proc."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    """User + system CPU of process ``pid`` (all its threads), as Prometheus' process collector reads it."""
+    collector = ProcessCollector(pid=lambda: pid, registry=None)
+    return next(m.samples[0].value for m in collector.collect() if m.name == "process_cpu_seconds")
 
 
 def trajectories(layout: str, envs: int) -> dict[str, np.ndarray]:
     """One request's items (time-major, ``[steps, envs, ...]``) in ``layout`` ``stacked`` or ``frames``."""
     rng = np.random.default_rng(0)
-    frames = T + 1 + 3 if layout == "frames" else T + 1
-    shape = (frames, envs, 1, *FRAME) if layout == "frames" else (T + 1, envs, 4, *FRAME)
+    shape = (T + 4, envs, 1, *FRAME) if layout == "frames" else (T + 1, envs, 4, *FRAME)
     return {
         "observation": rng.integers(0, 256, shape, dtype=np.uint8),
         "action": rng.integers(0, 6, (T + 1, envs), dtype=np.int64),
@@ -81,7 +80,7 @@ def measure(layout: str, requests: int, envs: int, batch: int) -> dict[str, floa
     server2, client2 = process_cpu_seconds(proc.pid), time.process_time()
     for _ in range(samples):
         stream.next(timeout=60)
-    server3, client3, wall3 = process_cpu_seconds(proc.pid), time.process_time(), time.monotonic()
+    server3, client3 = process_cpu_seconds(proc.pid), time.process_time()
     stream.close()
     client.close()
     stop.set()
@@ -93,7 +92,6 @@ def measure(layout: str, requests: int, envs: int, batch: int) -> dict[str, floa
         "insert_us": 1e6 * ((server1 - server0) + (client1 - client0)) / agent_steps,
         "sample_us": 1e6 * ((server3 - server2) + (client3 - client2)) / (samples * batch * T),
         "insert_mb_s": requests * envs * item_bytes / 2**20 / (wall1 - wall0),
-        "seconds": wall3 - wall0,
     }
 
 
