@@ -131,7 +131,8 @@ def up(
 
     devices = run_devices(config)  # what the learner and actors resolve on this machine (ConfigError if missing)
     os.makedirs(run_dir, exist_ok=True)
-    recorder = RunRecorder(run_dir, hc.to_dict(config), tensorboard=tensorboard)
+    recorder = RunRecorder(run_dir, hc.to_dict(config), tensorboard=tensorboard,
+                           frames_per_step=info.frames_per_step)
     cluster_path = os.path.join(run_dir, CLUSTER_FILE)
     previous = json.load(open(cluster_path)) if resume and os.path.exists(cluster_path) else {}
     run_id = previous.get("run_id") or f"{_slug(os.path.basename(os.path.abspath(run_dir)))}-{secrets.token_hex(3)}"
@@ -183,7 +184,7 @@ def up(
         with atomic_write(cluster_path) as f:  # 0600 (mkstemp): the Redis URL may hold a password
             f.write(json.dumps(data, indent=2).encode())
 
-    display = Progress(config.steps, enabled=progress)
+    display = Progress(config.steps, enabled=progress, frames_per_step=info.frames_per_step)
     start = time.monotonic()
     first_step_time: Optional[float] = None
     first_step_count = 0

@@ -71,7 +71,8 @@ def train(
     spec = agents.get(config.agent_name)
     learner_device = devices.resolve(config.learner_device, "learner_device")
     actor_device = devices.resolve(config.actor_device, "actor_device")
-    recorder = RunRecorder(run_dir, hc.to_dict(config), tensorboard=tensorboard)
+    recorder = RunRecorder(run_dir, hc.to_dict(config), tensorboard=tensorboard,
+                           frames_per_step=info.frames_per_step)
     store = ParameterStore()
     table = make_table(spec.table(cfg, config), seed=config.seed)
     updater = spec.make_updater(cfg, info, config, learner_device)
@@ -119,7 +120,7 @@ def train(
                           config.eval_episodes, config.seed, vectorized=config.vectorized_env)
     evaluator.rounds = env_steps // config.eval_every if config.eval_every else 0  # a resumed run goes on counting
     last_eval = -1
-    display = Progress(config.steps, enabled=progress)
+    display = Progress(config.steps, enabled=progress, frames_per_step=info.frames_per_step)
     start = time.monotonic()
     start_steps = env_steps
     last_checkpoint = learner.stats.steps

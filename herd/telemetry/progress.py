@@ -19,8 +19,11 @@ def _human(n: float) -> str:
 class Progress:
     """``Progress.update`` is cheap: it only draws when the interval has passed."""
 
-    def __init__(self, total_steps: int, stream: TextIO = sys.stderr, enabled: bool = True) -> None:
+    def __init__(
+        self, total_steps: int, stream: TextIO = sys.stderr, enabled: bool = True, frames_per_step: int = 1
+    ) -> None:
         self.total_steps = total_steps
+        self.frames_per_step = frames_per_step  # with an action repeat, the line also counts frames
         self.stream = stream
         self.enabled = enabled
         self.tty = enabled and stream.isatty()
@@ -43,8 +46,9 @@ class Progress:
         self._last_steps, self._last_time, self._last_draw = env_steps, now, now
         pct = 100.0 * env_steps / max(1, self.total_steps)
         ret = "   n/a" if mean_return is None else f"{mean_return:6.1f}"
+        frames = f" frames {_human(env_steps * self.frames_per_step):>7}" if self.frames_per_step > 1 else ""
         line = (
-            f"env steps {_human(env_steps):>7} ({pct:5.1f}%)  {_human(fps):>6} steps/s  "
+            f"env steps {_human(env_steps):>7} ({pct:5.1f}%){frames}  {_human(fps):>6} steps/s  "
             f"return(100) {ret}  learner steps {learner_steps:>6}  {now - self.start:6.0f}s{extra}"
         )
         if self.tty:

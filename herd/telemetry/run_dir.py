@@ -36,8 +36,11 @@ def _episode_csv(path: str) -> tuple[Any, Any]:
 class RunRecorder:
     """Writes a run's outputs; cheap enough to call once per episode and learner step."""
 
-    def __init__(self, run_dir: str, config: Mapping[str, Any], *, tensorboard: bool = True) -> None:
+    def __init__(
+        self, run_dir: str, config: Mapping[str, Any], *, tensorboard: bool = True, frames_per_step: Optional[int] = None
+    ) -> None:
         self.run_dir = run_dir
+        self.frames_per_step = frames_per_step  # env frames per agent step (Atari: the action repeat), if known
         os.makedirs(run_dir, exist_ok=True)
         self.checkpoint_dir = os.path.join(run_dir, "checkpoints")
         with open(os.path.join(run_dir, "config.yaml"), "w") as f:
@@ -109,6 +112,9 @@ class RunRecorder:
         full.setdefault("mean_episode_return_last_100", self.mean_return())
         full.setdefault("mean_eval_return", self.mean_eval_return())
         full.setdefault("eval_episodes", len(self.last_eval))
+        if self.frames_per_step is not None and "env_steps" in full:
+            full.setdefault("frames_per_step", self.frames_per_step)
+            full.setdefault("frames", int(full["env_steps"]) * self.frames_per_step)
         with open(os.path.join(self.run_dir, "summary.json"), "w") as f:
             json.dump(full, f, indent=2, sort_keys=True)
             f.write("\n")
