@@ -340,6 +340,12 @@ class ClusterEvaluation:
         return self._evaluator
 
     def _round(self) -> None:
+        import torch
+
+        # The run's intra-op threads (1 by default), set in the thread that plays: with torch's
+        # default (one per core) a 500-step CartPole round costs 3.3 CPU-s of spinning threads
+        # that the busy actors need, with one thread 0.15 s (docs/benchmarks/throughput.md).
+        torch.set_num_threads(self.config.torch_threads)
         with self._lock:
             evaluator = self._ensure()
             self.recorder.evaluation(evaluator.run(self.env_steps))
