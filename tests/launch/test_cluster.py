@@ -62,6 +62,8 @@ def test_herd_up_trains_and_reports_status(tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["env_steps"] >= 300000
     assert summary["learner_steps"] > 0
+    assert summary["frames"] == summary["env_steps"] and summary["frames_per_step"] == 1  # no action repeat
+    assert summary["eval_episodes"] == 10 and summary["mean_eval_return"] is not None
     assert summary["episodes"] > 0 and summary["mean_episode_return_last_100"] > 0
     assert (run_dir / "episodes.csv").exists() and (run_dir / "learning_curve.png").exists()
     assert list((run_dir / "checkpoints").glob("ckpt-*.pt"))
