@@ -155,12 +155,12 @@ def _add_serve_parser(sub: Any) -> None:
     serve.add_argument("overrides", nargs="*", metavar="key=value", help="run config overrides")
 
 
-def _resolve(args: argparse.Namespace):
+def _resolve(args: argparse.Namespace, notes: Optional[list[str]] = None):
     from herd.run_config import load_run_config
 
     flags = {k: getattr(args, k, None) for k in ("env", "agent_name", "steps", "seed", "actors", "envs_per_actor")}
     overrides = hc.parse_overrides(args.overrides)
-    return load_run_config(args.config, flags, overrides)
+    return load_run_config(args.config, flags, overrides, notes=notes)
 
 
 def _check_run_dir(run_dir: Optional[str], resume: bool) -> None:
@@ -187,12 +187,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "health":
         return _health(args)
     try:
-        config, info = _resolve(args)
+        notes: list[str] = []
+        config, info = _resolve(args, notes)
         if args.command == "config":
             import yaml
 
             yaml.safe_dump(hc.to_dict(config), sys.stdout, sort_keys=False)
             sys.stdout.write(_devices_comment(config))
+            sys.stdout.write("".join(f"# {note}\n" for note in notes))  # what the agent's auto fields became, and why
             return 0
         _check_devices(config)  # a device that is not there fails here, before anything starts
         _check_run_dir(args.run_dir, args.resume)

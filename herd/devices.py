@@ -112,3 +112,13 @@ def run_devices(run: "RunConfig", seen: Optional[Visible] = None) -> dict[str, s
 
 
 __all__ = ["CHOICES", "Visible", "check_name", "device_name", "resolve", "run_devices", "visible"]
+
+
+def learner_has_gpu(requested: str, seen: Optional[Visible] = None) -> bool:
+    """Whether a learner set to ``requested`` trains on a GPU: ``cuda``/``cuda:N``/``mps`` by the
+    setting alone (so every service reading the same config agrees), ``auto`` by what this
+    machine sees, ``cpu`` never."""
+    if requested == "auto":
+        seen = seen or visible()
+        return bool(seen.cuda_count or seen.mps)
+    return requested != "cpu"

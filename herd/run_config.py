@@ -156,11 +156,14 @@ def load_run_config(
     info: Optional[EnvInfo] = None,
     *,
     need_env: bool = True,
+    notes: Optional[list[str]] = None,
 ) -> tuple[RunConfig, Optional[EnvInfo]]:
     """Resolves the run config; raises ``ConfigError`` naming any bad key.
 
     ``need_env=False`` (the replay and parameter servers) skips building the environment when
-    the preset is already concrete; the returned ``EnvInfo`` is then ``None``.
+    the preset is already concrete; the returned ``EnvInfo`` is then ``None``. The agent's
+    ``auto`` fields are filled where the env is known; ``notes`` (if given) gets one line per
+    such decision, saying why.
     """
     from herd.agents import registry
 
@@ -187,6 +190,10 @@ def load_run_config(
     preset = spec.resolve_preset(run.agent_preset, info)
     base = hc.to_dict(spec.presets[preset]())
     agent = hc.build(spec.config_cls, hc.merge(base, agent_raw), prefix="agent.")
+    if info is not None and spec.resolve_auto is not None:
+        agent, why = spec.resolve_auto(agent, info, run.learner_device)
+        if notes is not None:
+            notes.extend(why)
     run = dataclasses.replace(run, agent=agent, agent_preset=preset)
     tables = resolve_tables(spec.tables(agent, run), tables_raw)
     try:

@@ -65,6 +65,9 @@ class AgentSpec:
     make_updater: Callable[[Any, EnvInfo, "RunConfig", torch.device], Updater]  # ..., the run, learner device
     frames_per_item: Callable[[Any], int]  # env steps one sampled item stands for (learner frames)
     hot_fields: tuple[str, ...] = ()  # agent fields the learner's ReloadConfig applies without a restart
+    # Fills the config's ``auto`` fields from the env and the learner's device setting:
+    # (config, env, learner_device) -> (config, one "field: why" line per decision), for ``herd config``.
+    resolve_auto: Optional[Callable[[Any, EnvInfo, str], tuple[Any, tuple[str, ...]]]] = None
 
     def resolve_preset(self, name: str, info: Optional[EnvInfo]) -> str:
         """A concrete preset name (``auto`` decides from ``info``); ``ConfigError`` for unknown names."""

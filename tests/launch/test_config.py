@@ -27,7 +27,7 @@ def test_auto_preset_by_observation_rank():
     assert run.agent.torso == "mlp"
     assert run.agent == ImpalaConfig.classic_control()
     run, _ = load_run_config(info=IMAGE)
-    assert run.agent.torso == "deep" and run.agent.reward_clip == 1.0
+    assert run.agent.torso == "shallow" and run.agent.reward_clip == 1.0  # learner_device auto, no GPU here
     run, _ = load_run_config(overrides={"agent_preset": "paper"}, info=VECTOR)
     assert run.agent == ImpalaConfig()
 
@@ -64,3 +64,24 @@ def test_env_variables_nest():
 def test_tuple_fields_from_strings():
     run, _ = load_run_config(overrides=hc.parse_overrides(["agent.hidden_sizes=[32,32]"]), info=VECTOR)
     assert run.agent.hidden_sizes == (32, 32)
+
+
+@pytest.mark.parametrize(
+    "learner_device, shape, torso",
+    [("cpu", (4, 84, 84), "shallow"), ("cuda", (4, 84, 84), "deep"), ("cuda:1", (4, 84, 84), "deep"),
+     ("cpu", (4, 10, 10), "minatar"), ("cuda", (4, 10, 10), "minatar")],
+)
+def test_atari_preset_picks_the_torso_for_the_learner_device_and_says_why(learner_device, shape, torso):
+    info = EnvInfo(observation_shape=shape, observation_dtype="uint8", num_actions=6, task="t")
+    notes: list[str] = []
+    run, _ = load_run_config(overrides={"learner_device": learner_device}, info=info, notes=notes)
+    assert run.agent.torso == torso
+    assert notes == [notes[0]] and notes[0].startswith(f"agent.torso: auto -> {torso} (")
+    # Named by the setting, not this machine: services reading the same config build the same network.
+    assert learner_device in notes[0]
+
+
+def test_an_explicit_torso_is_kept():
+    notes: list[str] = []
+    run, _ = load_run_config(overrides={"agent": {"torso": "deep"}}, info=IMAGE, notes=notes)
+    assert run.agent.torso == "deep" and notes == []

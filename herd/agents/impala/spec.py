@@ -7,13 +7,16 @@ batch plus one unroll per environment, so actors block rather than run far ahead
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+from herd import devices
 from herd.adders import SequenceAdder
 from herd.agents.base import EnvInfo
 from herd.agents.impala.acting import ImpalaEvalPolicy, ImpalaPolicy
 from herd.agents.impala.config import ImpalaConfig
 from herd.agents.impala.learning import ImpalaUpdater
+from herd.agents.impala.networks import pick_torso
 from herd.agents.spec import ActingContext, AgentSpec
 from herd.tables import TableConfig
 
@@ -22,6 +25,22 @@ TABLE = "trajectories"
 
 def _auto_preset(info: EnvInfo) -> str:
     return "atari" if len(info.observation_shape) == 3 else "classic_control"
+
+
+def _resolve_auto(config: ImpalaConfig, info: EnvInfo, learner_device: str) -> tuple[ImpalaConfig, tuple[str, ...]]:
+    """``torso: auto`` -> the torso for the observation shape and the learner's device
+    (``pick_torso``), fixed in the run's config so that the actors build the same network."""
+    if config.torso != "auto":
+        return config, ()
+    gpu = devices.learner_has_gpu(learner_device)
+    torso = pick_torso(info.observation_shape, gpu=gpu)
+    shape = "x".join(map(str, info.observation_shape))
+    why = {"mlp": "vector observations", "minatar": "small boards (under 32 pixels a side)",
+           "deep": "screens, and the learner trains on a GPU",
+           "shallow": "screens, and the learner trains on the CPU: the deep torso's update of a "
+                      "[21, 32, 4, 84, 84] batch takes 6.2 s here, the shallow one's 0.26 s"}[torso]
+    return dataclasses.replace(config, torso=torso), (
+        f"agent.torso: auto -> {torso} ({shape} observations, learner_device {learner_device}: {why})",)
 
 
 def _tables(config: ImpalaConfig, run: Any) -> tuple[TableConfig, ...]:
@@ -43,6 +62,7 @@ SPEC = AgentSpec(
     make_updater=lambda cfg, info, run, device: ImpalaUpdater(cfg, info, total_env_steps=run.steps, seed=run.seed,
                                                               device=device),
     frames_per_item=lambda cfg: cfg.unroll_length,
+    resolve_auto=_resolve_auto,
     # Fields a running learner applies between two updates (ReloadConfig); the rest shape
     # the network or the data and only apply on restart.
     hot_fields=("learning_rate", "lr_schedule", "entropy_cost", "baseline_cost", "max_grad_norm",
